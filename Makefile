@@ -1,0 +1,34 @@
+# Two commands on a fresh machine:   make run   (the main job)   and   make test   (the test suite).
+# Both create .venv and install what they need. TORCH selects the PyTorch build: the default is the
+# CPU build; a GPU user sets e.g. TORCH="torch==2.13.0 --index-url <their CUDA wheel index>".
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+CONFIG ?= configs/synthetic.yaml
+BIN := $(VENV)/bin
+
+.PHONY: install run test lint bench clean
+
+$(BIN)/ialp: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --progress-bar off $(TORCH)
+	$(BIN)/pip install --progress-bar off -e ".[dev]"
+	touch $@
+
+install: $(BIN)/ialp
+
+run: install
+	$(BIN)/ialp run $(CONFIG)
+
+lint: install
+	$(BIN)/ruff check ialp tests scripts
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q
+
+bench: install
+	$(BIN)/ialp bench env
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
