@@ -103,7 +103,8 @@ class RecEnv(gym.Env[ObsType, np.int64]):
         titles = self.model.catalog.titles
         lines = [f"t={int(self.session.t[0])}"]
         w = self.session.history_len
-        for item, fb in zip(self.session.hist_items[0, -w:], self.session.hist_feedback[0], strict=True):
+        feedback = self.session.observation()["feedback"][0]
+        for item, fb in zip(self.session.hist_items[0, -w:], feedback, strict=True):
             if item >= 0:
                 lines.append(f"  {titles[item]!r}: {fb:.3f}")
         return "\n".join(lines)

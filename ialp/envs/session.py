@@ -79,9 +79,12 @@ class SessionBatch:
         self.episode = np.zeros(n, dtype=np.int64)
         self.t = np.zeros(n, dtype=np.int64)
         self.hist_items = np.full((n, depth), -1, dtype=np.int64)
+        # Observation windows are ring buffers over a slot shared by all rows (every user steps
+        # together); observation() unrolls them oldest-first into the copy it returns anyway.
         self.hist_emb = np.zeros((n, history_len, d), dtype=np.float32)
         self.hist_feedback = np.zeros((n, history_len), dtype=np.float32)
         self.hist_mask = np.zeros((n, history_len), dtype=np.float32)
+        self._head = 0
         self.consumed = np.zeros((n, model.n_items if repeat != "allow" else 0), dtype=bool)
         self.cand_items = np.zeros((n, candidates.k if candidates else 0), dtype=np.int64)
         self.user_state: UserState = {}
@@ -91,6 +94,7 @@ class SessionBatch:
 
     def _make_space(self) -> spaces.Dict:
         lo, hi = self.model.reward_range
+        lo, hi = min(lo, 0.0), max(hi, 0.0)  # empty slots hold 0
         if self.repeat != "allow":
             lo, hi = min(lo, self.repeat_penalty), max(hi, self.repeat_penalty)
         w, d = self.hist_emb.shape[1:]
@@ -106,7 +110,7 @@ class SessionBatch:
 
     def begin(self, rows: np.ndarray) -> None:
         """Start a new episode (for the current ``roots``/``episode`` counters) for the rows given."""
-        keys = crng.derive(self.roots[rows], self.episode[rows], crng.Stream.USER_INIT)
+        keys = crng.stream(crng.derive(self.roots[rows], self.episode[rows]), crng.Stream.USER_INIT)
         fresh = self.model.init_state(keys)
         if not self.user_state:
             self.user_state = {k: np.zeros((self.n, *v.shape[1:]), v.dtype) for k, v in fresh.items()}
@@ -127,7 +131,7 @@ class SessionBatch:
     def _propose(self, rows: np.ndarray | slice) -> None:
         if self.candidates is None:
             return
-        keys = crng.derive(self.roots[rows], self.episode[rows], self.t[rows], crng.Stream.CANDIDATES)
+        keys = crng.stream(crng.derive(self.roots[rows], self.episode[rows], self.t[rows]), crng.Stream.CANDIDATES)
         self.cand_items[rows] = self.candidates.propose(self.model, self.hist_items[rows], keys)
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -143,9 +147,9 @@ class SessionBatch:
             raise ValueError(f"action {bad} is outside the action space [0, {self.n_actions})")
         items = self.cand_items[self._rows, actions] if self.candidates is not None else actions
         key = crng.derive(self.roots, self.episode, self.t)
-        response = self.model.respond(self.user_state, items, crng.derive(key, crng.Stream.RESPONSE))
+        response = self.model.respond(self.user_state, items, crng.stream(key, crng.Stream.RESPONSE))
         reward = response.reward
-        leave = crng.uniform(crng.derive(key, crng.Stream.LEAVE), 1)[:, 0] < response.leave_probability
+        leave = crng.uniform(crng.stream(key, crng.Stream.LEAVE), 1)[:, 0] < response.leave_probability
         for rule, state in zip(self.leave_rules, self.rule_states, strict=True):
             leave |= rule.leaves(self.model, state, items, response.reward, self.hist_items)
         if self.consumed.shape[1]:
@@ -162,19 +166,29 @@ class SessionBatch:
         return reward, leave, {"item": items, "expected_reward": response.expected, "repeat": repeat}
 
     def _push(self, items: np.ndarray, reward: np.ndarray) -> None:
-        for buf in (self.hist_items, self.hist_emb, self.hist_feedback, self.hist_mask):
-            buf[:, :-1] = buf[:, 1:]
+        self.hist_items[:, :-1] = self.hist_items[:, 1:]
         self.hist_items[:, -1] = items
-        self.hist_emb[:, -1] = self.model.item_embeddings[items]
-        self.hist_feedback[:, -1] = reward
-        self.hist_mask[:, -1] = 1.0
+        slot = self._head
+        self.hist_emb[:, slot] = self.model.item_embeddings[items]
+        self.hist_feedback[:, slot] = reward
+        self.hist_mask[:, slot] = 1.0
+        self._head = (slot + 1) % self.history_len
 
-    def observation(self) -> dict[str, np.ndarray]:
-        """Copies of every user's observation arrays, batch-first."""
-        obs = {"items": self.hist_emb.copy(), "feedback": self.hist_feedback.copy(),
-               "mask": self.hist_mask.copy(), "user": self.model.user_features(self.user_state).copy()}
+    def _unroll(self, buf: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+        """A copy of a ring buffer (of the given rows) with its window ordered oldest first."""
+        h = self._head
+        if rows is not None:
+            buf = buf[rows]
+            return buf if h == 0 else np.roll(buf, -h, axis=1)
+        return buf.copy() if h == 0 else np.concatenate((buf[:, h:], buf[:, :h]), axis=1)
+
+    def observation(self, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Copies of the observation arrays of all users (or of ``rows``), batch-first."""
+        state = self.user_state if rows is None else {k: v[rows] for k, v in self.user_state.items()}
+        obs = {"items": self._unroll(self.hist_emb, rows), "feedback": self._unroll(self.hist_feedback, rows),
+               "mask": self._unroll(self.hist_mask, rows), "user": self.model.user_features(state).copy()}
         if self.candidates is not None:
-            obs["candidates"] = self.model.item_embeddings[self.cand_items]
+            obs["candidates"] = self.model.item_embeddings[self.cand_items if rows is None else self.cand_items[rows]]
         return obs
 
     def action_masks(self) -> np.ndarray:

@@ -71,14 +71,14 @@ class BatchedRecEnv(VecEnv):
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         done_rows = np.flatnonzero(dones)
         if len(done_rows):
-            for i in done_rows:
-                infos[i] = {"terminal_observation": {k: v[i].copy() for k, v in obs.items()},
+            terminal = {k: v[done_rows] for k, v in obs.items()}  # one copy for all finished users
+            for j, i in enumerate(done_rows):
+                infos[i] = {"terminal_observation": {k: v[j] for k, v in terminal.items()},
                             "TimeLimit.truncated": bool(truncated[i])}
             session.episode[done_rows] += 1
             session.begin(done_rows)
-            fresh = session.observation()
-            for k in obs:
-                obs[k][done_rows] = fresh[k][done_rows]
+            for k, v in session.observation(done_rows).items():
+                obs[k][done_rows] = v
         return obs, reward.astype(np.float32), dones, infos
 
     def action_masks(self) -> np.ndarray:

@@ -16,7 +16,7 @@ ENV_CASES: dict[str, dict[str, Any]] = {
     "movielens-latest-small": {"id": "ialp/MovieLens-v0", "kwargs": {"data_dir": str(MOVIELENS / "ml-latest-small")}},
     "movielens-100k": {"id": "ialp/MovieLens-v0", "kwargs": {"data_dir": str(MOVIELENS / "ml-100k")}},
     "kuairec": {"id": "ialp/KuaiRec-v0", "kwargs": {"data_dir": str(FIXTURES / "kuairec")}},
-    "kuairand": {"id": "ialp/KuaiRand-v0", "kwargs": {"data_dir": str(FIXTURES / "kuairand")}},
+    "kuairand": {"id": "ialp/KuaiRand-v0", "kwargs": {"data_dir": str(FIXTURES / "kuairand" / "KuaiRand-Pure")}},
 }
 
 
