@@ -1,9 +1,10 @@
 """Gymnasium environments over simulated users, and their batched ``VecEnv`` twin."""
 
+from typing import Any
+
 from ialp.envs.rec_env import RecEnv
 from ialp.envs.registration import BUILDERS, make_batched, make_env, register_envs
 from ialp.envs.session import CandidateProvider, RandomCandidates, SessionBatch
-from typing import Any
 
 
 def __getattr__(name: str) -> Any:

@@ -13,7 +13,7 @@ from ialp.envs.session import CandidateProvider, RepeatMode, SessionBatch
 from ialp.simulators.base import UserModel
 from ialp.simulators.leave import LeaveRule
 
-ObsType = dict[str, np.ndarray]
+ObsType = dict[str, Any]
 
 
 class RecEnv(gym.Env[ObsType, np.int64]):

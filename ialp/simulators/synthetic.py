@@ -90,7 +90,9 @@ def _generate_catalog(cfg: SyntheticConfig) -> tuple[ItemCatalog, np.ndarray, np
     adjective = rng.integers(0, len(_ADJECTIVES), n)
     noun = rng.integers(0, 6, n)
     fmt = rng.integers(0, len(_FORMATS), n)
-    titles, descriptions, tags = [], [], []
+    titles: list[str] = []
+    descriptions: list[str] = []
+    tags: list[tuple[str, ...]] = []
     for i in range(n):
         p, s = TOPICS[primary[i]], TOPICS[secondary[i]]
         titles.append(f"The {_ADJECTIVES[adjective[i]]} {p[1][noun[i]]}")

@@ -106,7 +106,8 @@ def test_tag_overlap_rule_handles_more_than_64_tags() -> None:
     model = _tagged_model(tags, np.zeros((71, 2)))
     assert model.tag_bits.shape == (71, 2)
     rule = TagOverlapLeave(window=2, threshold=0)
-    assert rule.leaves(model, {}, np.array([70, 70]), np.zeros(2), np.array([[0, 69], [0, 1]])).tolist() == [True, False]
+    out = rule.leaves(model, {}, np.array([70, 70]), np.zeros(2), np.array([[0, 69], [0, 1]]))
+    assert out.tolist() == [True, False]
 
 
 def test_distance_rule_and_low_reward_rule() -> None:
@@ -124,7 +125,7 @@ def test_make_leave_rule_validates() -> None:
     assert make_leave_rule({"rule": "tag", "window": 4}) == TagOverlapLeave(window=4)
     with pytest.raises(ValueError, match="unknown leave rule 'nope'"):
         make_leave_rule("nope")
-    with pytest.raises(ValueError, match="'tag'.*windw"):
+    with pytest.raises(ValueError, match=r"'tag'.*windw"):
         make_leave_rule({"rule": "tag", "windw": 4})
 
 
@@ -133,7 +134,7 @@ def test_repeat_modes(repeat: str) -> None:
     env = gym.make("ialp/Synthetic-v0", n_items=20, repeat=repeat, repeat_penalty=-1.0, leave_base=0.0,
                    leave_slope=0.0)
     env.reset(seed=0)
-    _, first, *_ = env.step(4)
+    env.step(4)
     assert env.unwrapped.action_masks()[4] == (repeat != "forbid")
     _, second, terminated, _, info = env.step(4)
     assert info["repeat"] == (repeat != "allow")
@@ -159,9 +160,9 @@ def test_candidate_interface_maps_slots_to_items() -> None:
 def test_missing_data_says_where_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("IALP_KUAIREC_DIR", raising=False)
     monkeypatch.delenv("IALP_DATA_DIR", raising=False)
-    with pytest.raises(FileNotFoundError, match="kuairec.com"):
+    with pytest.raises(FileNotFoundError, match=r"kuairec\.com"):
         gym.make("ialp/KuaiRec-v0")
-    with pytest.raises(FileNotFoundError, match="grouplens.org"):
+    with pytest.raises(FileNotFoundError, match=r"grouplens\.org"):
         gym.make("ialp/MovieLens-v0")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         gym.make("ialp/KuaiRand-v0", data_dir="/nonexistent/kuairand")
