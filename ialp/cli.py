@@ -27,6 +27,18 @@ def _cmd_bench_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from ialp.config import load_config
+    from ialp.experiment import run_experiment, summary_table
+
+    cfg = load_config(args.config, args.set)
+    out = args.out or f"runs/{cfg.name}"
+    rows = run_experiment(cfg, out)
+    print(summary_table(rows))
+    print(f"\nwrote {out}/config.yaml, results.csv, summary.md")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="ialp", description=__doc__)
@@ -34,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     envs = sub.add_parser("envs", help="list the registered environment ids")
     envs.set_defaults(func=_cmd_envs)
+
+    run = sub.add_parser("run", help="run an experiment config and print its results table")
+    run.add_argument("config", help="experiment YAML (e.g. configs/synthetic.yaml)")
+    run.add_argument("--out", default=None, help="run folder (default: runs/<name>)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config field, e.g. --set train.total_timesteps=5000")
+    run.set_defaults(func=_cmd_run)
 
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="target", required=True)
@@ -53,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, FileNotFoundError) as exc:  # ConfigError and DataFormatError are ValueErrors
         print(f"ialp: error: {exc}", file=sys.stderr)
         return 2
 

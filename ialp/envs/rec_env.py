@@ -29,7 +29,7 @@ class RecEnv(gym.Env[ObsType, np.int64]):
     slot in the current candidate list (observation key ``candidates``).
 
     ## Observation Space
-    ``Dict`` of float32 arrays: ``items`` (W, d) embeddings of the last W shown items (oldest
+    ``Dict`` of float32 arrays: ``history`` (W, d) embeddings of the last W shown items (oldest
     first, zero-padded at the front), ``feedback`` (W,) the rewards they got, ``mask`` (W,) 1 where
     a slot holds an item, ``user`` (F,) observable user features, and with a candidate provider
     ``candidates`` (K, d) the candidates' embeddings.

@@ -86,6 +86,7 @@ class SessionBatch:
         self.hist_mask = np.zeros((n, history_len), dtype=np.float32)
         self._head = 0
         self.consumed = np.zeros((n, model.n_items if repeat != "allow" else 0), dtype=bool)
+        self.last_items = np.full(n, -1, dtype=np.int64)
         self.cand_items = np.zeros((n, candidates.k if candidates else 0), dtype=np.int64)
         self.user_state: UserState = {}
         self.rule_states: list[UserState] = [r.init_state(n) for r in self.leave_rules]
@@ -99,7 +100,7 @@ class SessionBatch:
             lo, hi = min(lo, self.repeat_penalty), max(hi, self.repeat_penalty)
         w, d = self.hist_emb.shape[1:]
         parts: dict[str, spaces.Space] = {
-            "items": spaces.Box(-1.0, 1.0, (w, d), np.float32),
+            "history": spaces.Box(-1.0, 1.0, (w, d), np.float32),
             "feedback": spaces.Box(lo, hi, (w,), np.float32),
             "mask": spaces.Box(0.0, 1.0, (w,), np.float32),
             "user": spaces.Box(-1.0, 1.0, (self.model.user_feature_dim,), np.float32),
@@ -161,6 +162,7 @@ class SessionBatch:
         else:
             repeat = np.zeros(self.n, dtype=bool)
         self._push(items, reward)
+        self.last_items = items
         self.t += 1
         self._propose(slice(None))
         return reward, leave, {"item": items, "expected_reward": response.expected, "repeat": repeat}
@@ -185,7 +187,7 @@ class SessionBatch:
     def observation(self, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Copies of the observation arrays of all users (or of ``rows``), batch-first."""
         state = self.user_state if rows is None else {k: v[rows] for k, v in self.user_state.items()}
-        obs = {"items": self._unroll(self.hist_emb, rows), "feedback": self._unroll(self.hist_feedback, rows),
+        obs = {"history": self._unroll(self.hist_emb, rows), "feedback": self._unroll(self.hist_feedback, rows),
                "mask": self._unroll(self.hist_mask, rows), "user": self.model.user_features(state).copy()}
         if self.candidates is not None:
             obs["candidates"] = self.model.item_embeddings[self.cand_items if rows is None else self.cand_items[rows]]

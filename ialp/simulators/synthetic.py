@@ -58,7 +58,7 @@ class SyntheticConfig:
     feature_noise: float = 0.3
     affinity_scale: float = 2.0
     quality_weight: float = 1.0
-    boredom_weight: float = 1.0
+    boredom_weight: float = 0.5
     boredom_decay: float = 0.8
     drift_rate: float = 0.1
     reward_noise: float = 0.05

@@ -1,0 +1,66 @@
+"""The command line as a user runs it: ids, benchmark JSON contract, run folder, config errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+
+from ialp.cli import main
+from ialp.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_envs_lists_registered_ids_one_a_line() -> None:
+    out = subprocess.run([sys.executable, "-m", "ialp.cli", "envs"], capture_output=True, text=True, check=True)
+    ids = out.stdout.split()
+    assert ids == sorted(k for k in gym.registry if k.startswith("ialp/"))
+    assert "ialp/Synthetic-v0" in ids and "ialp/MovieLens-v0" in ids
+
+
+def test_bench_env_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
+    data_dir = REPO.parent / "shared" / "data" / "movielens" / "ml-100k"
+    assert main(["bench", "env", "--json", "--seconds", "0.05", "--batches", "1,8",
+                 "--n-items", "500", "--data-dir", str(data_dir)]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {(r["env"], r["mode"], r["batch"]) for r in rows} == {
+        ("ialp/Synthetic-v0", "single", 1), ("ialp/Synthetic-v0", "batched", 1), ("ialp/Synthetic-v0", "batched", 8),
+        ("ialp/MovieLens-v0", "single", 1), ("ialp/MovieLens-v0", "batched", 1), ("ialp/MovieLens-v0", "batched", 8),
+        ("CartPole-v1", "reference", 1)}
+    assert all(r["user_steps_per_s"] > 0 for r in rows)
+
+
+def test_run_writes_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", str(REPO / "configs" / "synthetic.yaml"), "--out", str(tmp_path),
+                 "--set", "train.total_timesteps=256", "--set", "eval.users=20", "--set", "eval.seeds=[0, 1]"])
+    assert code == 0
+    assert "| a2c-scratch | 2 |" in capsys.readouterr().out
+    with open(tmp_path / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["method"], r["seed"]) for r in rows] == [
+        (m, s) for m in ("random", "oracle-greedy", "a2c-scratch") for s in ("0", "1")]
+    assert load_config(tmp_path / "config.yaml").train.total_timesteps == 256
+
+
+def test_config_errors_name_the_field(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"train: unknown field\(s\) \['algoo'\]"):
+        load_config(overrides=["train.algoo=a2c"])
+    with pytest.raises(ConfigError, match="train.num_envs: expected int, got 'many'"):
+        load_config(overrides=["train.num_envs=many"])
+    with pytest.raises(ConfigError, match="train.algo: 'sac' is not one of"):
+        load_config(overrides=["train.algo=sac"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("env: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_cli_reports_bad_input_without_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(REPO / "configs" / "synthetic.yaml"), "--set", "eval.users=0"]) == 2
+    assert "eval: need users >= 1" in capsys.readouterr().err
