@@ -62,7 +62,8 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path) -> list[dict[str, Any
 def summary_table(rows: list[dict[str, Any]]) -> str:
     """Markdown table: mean ± 95% CI over seeds of each metric, per method."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    lines = ["| method | seeds | cumulative reward | avg reward | length | coverage |", "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| method | seeds | cumulative reward | avg reward | length | coverage |",
+             "|---|---:|---:|---:|---:|---:|"]
     for m in methods:
         sub = [r for r in rows if r["method"] == m]
         cells = []

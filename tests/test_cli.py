@@ -51,9 +51,9 @@ def test_run_writes_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 def test_config_errors_name_the_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"train: unknown field\(s\) \['algoo'\]"):
         load_config(overrides=["train.algoo=a2c"])
-    with pytest.raises(ConfigError, match="train.num_envs: expected int, got 'many'"):
+    with pytest.raises(ConfigError, match=r"train\.num_envs: expected int, got 'many'"):
         load_config(overrides=["train.num_envs=many"])
-    with pytest.raises(ConfigError, match="train.algo: 'sac' is not one of"):
+    with pytest.raises(ConfigError, match=r"train\.algo: 'sac' is not one of"):
         load_config(overrides=["train.algo=sac"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("env: [1, 2\n")

@@ -80,7 +80,7 @@ def evaluate(policy: Policy, venv: BatchedRecEnv, seed: int, episodes_per_user: 
     Every user contributes the same number of episodes, so short episodes are not over-counted.
     """
     venv.seed(seed)
-    obs = venv.reset()
+    obs: dict[str, np.ndarray] = venv.reset()  # type: ignore[assignment]
     running = np.zeros(venv.num_envs)
     steps = np.zeros(venv.num_envs, dtype=np.int64)
     finished = np.zeros(venv.num_envs, dtype=np.int64)
@@ -89,7 +89,8 @@ def evaluate(policy: Policy, venv: BatchedRecEnv, seed: int, episodes_per_user: 
     shown = np.zeros(venv.model.n_items, dtype=bool)
     while finished.min() < episodes_per_user:
         active = finished < episodes_per_user
-        obs, rewards, dones, _ = venv.step(policy.act(obs, venv))
+        next_obs, rewards, dones, _ = venv.step(policy.act(obs, venv))
+        obs = next_obs  # type: ignore[assignment]
         shown[venv.session.last_items[active]] = True
         running += rewards
         steps += 1
