@@ -103,7 +103,11 @@ def uniform(keys: np.ndarray, n: int) -> np.ndarray:
 
 
 def normal(keys: np.ndarray, n: int) -> np.ndarray:
-    """``n`` standard normal floats per key (Box-Muller): shape (B, n), float64."""
-    u = uniform(keys, 2 * n)
-    radius = np.sqrt(-2.0 * np.log1p(-u[:, :n]))
-    return radius * np.cos(2.0 * np.pi * u[:, n:])
+    """``n`` standard normal floats per key (Box-Muller, both halves): shape (B, n), float64."""
+    half = (n + 1) // 2
+    u = uniform(keys, 2 * half)
+    radius = np.sqrt(-2.0 * np.log1p(-u[:, :half]))
+    angle = 2.0 * np.pi * u[:, half:]
+    if n == half:
+        return radius * np.cos(angle)
+    return np.concatenate((radius * np.cos(angle), radius[:, : n - half] * np.sin(angle[:, : n - half])), axis=1)

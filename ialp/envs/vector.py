@@ -71,10 +71,11 @@ class BatchedRecEnv(VecEnv):
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         done_rows = np.flatnonzero(dones)
         if len(done_rows):
-            terminal = {k: v[done_rows] for k, v in obs.items()}  # one copy for all finished users
-            for j, i in enumerate(done_rows):
-                infos[i] = {"terminal_observation": {k: v[j] for k, v in terminal.items()},
-                            "TimeLimit.truncated": bool(truncated[i])}
+            # One copy for all finished users, split into per-user row views at C speed.
+            keys = list(obs)
+            columns = [list(obs[k][done_rows]) for k in keys]
+            for i, capped, *rows in zip(done_rows.tolist(), truncated[done_rows].tolist(), *columns, strict=True):
+                infos[i] = {"terminal_observation": dict(zip(keys, rows, strict=True)), "TimeLimit.truncated": capped}
             session.episode[done_rows] += 1
             session.begin(done_rows)
             for k, v in session.observation(done_rows).items():

@@ -138,7 +138,8 @@ class SyntheticUserModel(UserModel):
 
     def _affinity(self, state: UserState, items: np.ndarray, v: np.ndarray) -> np.ndarray:
         cfg = self.config
-        taste = (state["interest"] * v).sum(axis=1) - cfg.boredom_weight * (state["boredom"] * v).sum(axis=1)
+        taste = np.einsum("ij,ij->i", state["interest"], v)
+        taste -= cfg.boredom_weight * np.einsum("ij,ij->i", state["boredom"], v)
         return taste + cfg.quality_weight * self.quality[items]
 
     def respond(self, state: UserState, items: np.ndarray, keys: np.ndarray) -> Response:
