@@ -105,9 +105,10 @@ BUILDERS: dict[str, Callable[[Mapping[str, Any]], tuple[UserModel, dict]]] = {
 
 
 def make_env(env_id: str, **kwargs: Any) -> RecEnv:
-    """Entry point of every registered id: build its user model and wrap it in a ``RecEnv``."""
-    model, env_kw = BUILDERS[env_id](kwargs)
-    return RecEnv(model, render_mode=env_kw.pop("render_mode", None), **env_kw)
+    """The registered class of ``env_id`` built with ``kwargs`` (as ``gym.make`` does, minus wrappers)."""
+    from ialp.envs.registered import ENV_CLASSES
+
+    return ENV_CLASSES[env_id](**kwargs)
 
 
 def make_batched(env_id: str, num_envs: int, seed: int | None = None,
@@ -132,10 +133,11 @@ def make_batched(env_id: str, num_envs: int, seed: int | None = None,
 
 def register_envs() -> None:
     """Register every ialp id with Gymnasium (idempotent)."""
-    for env_id in BUILDERS:
+    from ialp.envs.registered import ENV_CLASSES
+
+    for env_id, cls in ENV_CLASSES.items():
         if env_id not in gym.registry:
-            gym.register(env_id, entry_point=functools.partial(make_env, env_id),
-                         max_episode_steps=MAX_EPISODE_STEPS)
+            gym.register(env_id, entry_point=f"{cls.__module__}:{cls.__name__}", max_episode_steps=MAX_EPISODE_STEPS)
 
 
 __all__ = ["BUILDERS", "LeaveRule", "make_batched", "make_env", "register_envs"]

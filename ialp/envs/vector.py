@@ -67,19 +67,19 @@ class BatchedRecEnv(VecEnv):
             dones = terminated | truncated
         else:
             truncated, dones = np.zeros_like(terminated), terminated
-        obs = session.observation()
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         done_rows = np.flatnonzero(dones)
         if len(done_rows):
-            # One copy for all finished users, split into per-user row views at C speed.
-            keys = list(obs)
-            columns = [list(obs[k][done_rows]) for k in keys]
+            # Last observations of the finished users (one copy), split into per-user row views at C speed;
+            # then their new episodes start, and the full observation is taken once.
+            terminal = session.observation(done_rows)
+            keys = list(terminal)
+            columns = [list(terminal[k]) for k in keys]
             for i, capped, *rows in zip(done_rows.tolist(), truncated[done_rows].tolist(), *columns, strict=True):
                 infos[i] = {"terminal_observation": dict(zip(keys, rows, strict=True)), "TimeLimit.truncated": capped}
             session.episode[done_rows] += 1
             session.begin(done_rows)
-            for k, v in session.observation(done_rows).items():
-                obs[k][done_rows] = v
+        obs = session.observation()
         return obs, reward.astype(np.float32), dones, infos
 
     def action_masks(self) -> np.ndarray:

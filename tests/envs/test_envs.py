@@ -101,3 +101,15 @@ def test_batched_matches_single_envs_step_for_step(env_case: dict[str, Any]) -> 
 def test_unknown_kwarg_is_named(env_case: dict[str, Any]) -> None:
     with pytest.raises(TypeError, match="'n_itemz'"):
         gym.make(env_case["id"], n_itemz=5, **env_case["kwargs"])
+
+
+SECTIONS = ("## Description", "## Action Space", "## Observation Space", "## Rewards", "## Starting State",
+            "## Episode End", "## Arguments", "## Version History")
+
+
+@pytest.mark.parametrize("env_id", sorted(BUILDERS))
+def test_every_env_documents_its_user_model_and_leave_rule(env_id: str) -> None:
+    module, name = str(gym.spec(env_id).entry_point).split(":")
+    cls = getattr(__import__(module, fromlist=[name]), name)
+    assert all(section in cls.__doc__ for section in SECTIONS), env_id
+    assert "leave" in cls.__doc__.split("## Episode End")[1].lower()
