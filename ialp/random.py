@@ -73,7 +73,8 @@ def derive(keys: np.ndarray, *counters: np.ndarray | int) -> np.ndarray:
     if keys.size <= _SMALL:
         ints = [int(k) for k in keys]
         for mult, c in zip(_COUNTER_MULTIPLIERS, counters, strict=False):
-            cs = [c] * len(ints) if isinstance(c, int) else np.broadcast_to(c, keys.shape).tolist()
+            cs = [c] * len(ints) if isinstance(c, int) else np.asarray(c).ravel().tolist()
+            cs = cs * len(ints) if len(cs) == 1 else cs
             ints = [k + int(mult) * (int(ci) + 1) for k, ci in zip(ints, cs, strict=True)]
         return np.array([_mix_int(k & _MASK) for k in ints], dtype=np.uint64)
     out = keys.copy()

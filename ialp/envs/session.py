@@ -143,7 +143,7 @@ class SessionBatch:
             ``expected_reward`` and ``repeat``.
         """
         actions = np.asarray(actions, dtype=np.int64).reshape(self.n)
-        if actions.min() < 0 or actions.max() >= self.n_actions:
+        if not ((actions >= 0) & (actions < self.n_actions)).all():
             bad = actions[(actions < 0) | (actions >= self.n_actions)][0]
             raise ValueError(f"action {bad} is outside the action space [0, {self.n_actions})")
         items = self.cand_items[self._rows, actions] if self.candidates is not None else actions
