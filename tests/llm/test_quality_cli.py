@@ -1,0 +1,93 @@
+"""``ialp llm eval`` JSON contract (oracle and embedded model, cached rerun), config options, the table."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ialp.cli import main
+from ialp.llm.quality import load_llm_config, wilson_interval
+
+MOVIELENS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "movielens"
+SMALL = MOVIELENS / "ml-latest-small"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _shared_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fitted MF models go to one fresh directory shared by this module's runs."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("IALP_CACHE_DIR", str(tmp_path_factory.mktemp("ialp-cache")))
+    yield
+    mp.undo()
+
+
+def _eval(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
+    assert main(["llm", "eval", "--data-dir", str(SMALL), "--json", "--no-progress", *args]) == 0
+    out = capsys.readouterr().out
+    assert len(out.strip().splitlines()) == 1
+    return json.loads(out)
+
+
+def _check_contract(result: dict, methods: set[str], users: int) -> None:
+    assert set(result) == {"methods", "llm"}
+    assert set(result["llm"]) == {"calls", "cache_hits", "failures", "prompt_tokens", "completion_tokens"}
+    assert set(result["methods"]) == methods
+    for m in result["methods"].values():
+        assert {"hit_rate", "ci_low", "ci_high", "n"} <= set(m)
+        assert m["n"] + m["failures"] == users
+        if m["n"]:
+            assert 0.0 <= m["ci_low"] <= m["hit_rate"] <= m["ci_high"] <= 1.0
+
+
+def test_eval_oracle_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
+    assert SMALL.is_dir(), f"MovieLens data missing at {SMALL}"
+    result = _eval(capsys, "--backend", "oracle", "--k", "4", "--users", "20", "--seed", "1")
+    _check_contract(result, {"random", "popularity", "user_model", "oracle:choice", "oracle:score"}, 20)
+    assert result["llm"]["calls"] == 0 and result["llm"]["prompt_tokens"] == 0
+    assert result["methods"]["random"]["expected"] == 0.25
+    assert result["methods"]["oracle:choice"]["failures"] == 0
+
+
+def test_eval_embedded_model_second_run_is_served_from_cache(capsys: pytest.CaptureFixture[str],
+                                                             tmp_path: Path) -> None:
+    assert SMALL.is_dir(), f"MovieLens data missing at {SMALL}"
+    args = ("--backend", "llamacpp", "--k", "3", "--users", "3", "--seed", "0", "--set",
+            f"llm.cache_dir={tmp_path}", "--set", "llm.max_tokens=4")
+    first = _eval(capsys, *args)
+    methods = {"random", "popularity", "user_model", "llamacpp:choice", "llamacpp:score"}
+    _check_contract(first, methods, 3)
+    assert first["llm"]["calls"] > 0 and first["llm"]["prompt_tokens"] > 0
+    second = _eval(capsys, *args)
+    _check_contract(second, methods, 3)
+    assert second["llm"]["calls"] == 0 and second["llm"]["cache_hits"] >= 3
+    assert second["methods"] == first["methods"]
+
+
+def test_readable_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["llm", "eval", "--data-dir", str(SMALL), "--backend", "oracle", "--k", "3", "--users", "5",
+                 "--seed", "1", "--no-progress", "--modes", "choice"]) == 0
+    out = capsys.readouterr().out
+    assert "hit rate" in out and "oracle:choice" in out and "llm: 0 calls" in out
+
+
+def test_llm_config_sources(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg_file = tmp_path / "exp.yaml"
+    cfg_file.write_text("llm:\n  backend: openai\n  concurrency: 8\n  temperature: 0\n")
+    cfg = load_llm_config(cfg_file, ["llm.max_tokens=3", "llm.base_url=http://127.0.0.1:1/v1"], None)
+    assert (cfg.backend, cfg.concurrency, cfg.max_tokens, cfg.temperature) == ("openai", 8, 3, 0.0)
+    assert load_llm_config(cfg_file, [], "llamacpp").backend == "llamacpp"
+    with pytest.raises(ValueError, match="unknown field"):
+        load_llm_config(None, ["llm.colour=red"])
+    with pytest.raises(ValueError, match="concurrency"):
+        load_llm_config(None, ["llm.concurrency=many"])
+    assert main(["llm", "eval", "--data-dir", str(SMALL), "--set", "llm.nope=1"]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_wilson_interval() -> None:
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and 0.2 < hi < 0.35
+    assert wilson_interval(0, 0) == (0.0, 1.0)
