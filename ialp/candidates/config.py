@@ -1,0 +1,118 @@
+"""Typed configuration of the candidate generator (the ``candidates:`` section of a YAML file)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ialp.config import ConfigError, _build, _set
+
+__all__ = ["MODALITIES", "MODELS", "CandidatesConfig", "load_candidates_config"]
+
+MODELS = ("sidesan", "sasrec-id", "popularity")
+MODALITIES = ("text", "image", "audio", "video")
+
+
+@dataclass
+class CandidatesConfig:
+    """How the candidate generator is built and trained.
+
+    Attributes:
+        data_dir: MovieLens folder (or any folder ``ialp.data.load_dataset`` reads).
+        model: ``sidesan`` (side adapters over frozen encoders), ``sasrec-id`` (ID embeddings) or ``popularity``.
+        modalities: Modalities of ``sidesan``; ``text`` is the catalogue descriptions, the others come from
+            ``media`` (image: image files; audio/video: precomputed feature ``.npy`` files).
+        k: Candidates proposed per step.
+        text_encoder: ``all-MiniLM-L6-v2`` (the packaged model) or a transformers name/folder available locally.
+        media: Per non-text modality, a feature file (N, [L,] D) for all items.
+        layer_group: Group layer-dropping: keep the last layer of every group of this many layers.
+        fusion: ``moe`` (mixture of modality experts) or ``concat``.
+        width: Model width d.
+        side_width: Side-network width (0: the encoder's width).
+        bottleneck: Adapter bottleneck width.
+        max_len: Longest input sequence.
+        n_layers: Transformer blocks of the user encoder.
+        n_heads: Attention heads.
+        dropout: Dropout rate.
+        temperature: Softmax temperature on cosine scores.
+        pop_correction: Subtract log-popularity from in-batch logits.
+        epochs: Training epochs.
+        batch_size: Sequences per step.
+        lr: Adam learning rate.
+        weight_decay: AdamW weight decay.
+        seed: Seed of initialisation and batching.
+        cache_dir: Hidden-state cache folder (default ``$IALP_CACHE_DIR/hidden_states``).
+        progress: Show progress bars.
+    """
+
+    data_dir: str = ""
+    model: str = "sidesan"
+    modalities: list[str] = field(default_factory=lambda: ["text"])
+    k: int = 50
+    text_encoder: str = "all-MiniLM-L6-v2"
+    media: dict[str, str] = field(default_factory=dict)
+    layer_group: int = 1
+    fusion: str = "moe"
+    width: int = 64
+    side_width: int = 0
+    bottleneck: int = 32
+    max_len: int = 50
+    n_layers: int = 2
+    n_heads: int = 2
+    dropout: float = 0.2
+    temperature: float = 0.1
+    pop_correction: bool = True
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    cache_dir: str = ""
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data."""
+        return dataclasses.asdict(self)
+
+    def validate(self) -> CandidatesConfig:
+        """Raises ``ConfigError`` naming the first bad field."""
+        if self.model not in MODELS:
+            raise ConfigError(f"candidates.model: {self.model!r} is not one of {MODELS}")
+        bad = [m for m in self.modalities if m not in MODALITIES]
+        if bad or not self.modalities:
+            raise ConfigError(f"candidates.modalities: {self.modalities!r}; allowed: non-empty subset of {MODALITIES}")
+        for m in self.modalities:
+            if m != "text" and m not in self.media:
+                raise ConfigError(f"candidates.media: modality {m!r} needs a feature file path in media.{m}")
+        if self.fusion not in ("moe", "concat"):
+            raise ConfigError(f"candidates.fusion: {self.fusion!r} is not one of ('moe', 'concat')")
+        for name in ("k", "layer_group", "width", "bottleneck", "max_len", "n_layers", "n_heads", "epochs",
+                     "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"candidates.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.width % self.n_heads:
+            raise ConfigError(f"candidates.width: {self.width} is not divisible by n_heads={self.n_heads}")
+        if not 0.0 <= self.dropout < 1.0 or self.temperature <= 0 or self.lr <= 0:
+            raise ConfigError("candidates: need 0 <= dropout < 1, temperature > 0 and lr > 0")
+        return self
+
+
+def load_candidates_config(path: str | Path | None = None, overrides: list[str] | None = None) -> CandidatesConfig:
+    """Read the ``candidates:`` section of a YAML file (or the defaults), apply ``candidates.KEY=VALUE`` overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        data = dict(loaded or {})
+    for assignment in overrides or []:
+        _set(data, assignment if assignment.startswith("candidates.") else f"candidates.{assignment}")
+    section = data.get("candidates", {})
+    return _build(CandidatesConfig, section, "candidates").validate()

@@ -1,0 +1,298 @@
+"""SASRec-style sequential recommender: item towers, causal user encoder, training and ranking metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ialp.candidates.adapter import SideAdapterNetwork
+
+__all__ = [
+    "IDItemTower",
+    "LeaveOneOut",
+    "SASRec",
+    "SequentialRecommender",
+    "SideItemTower",
+    "leave_one_out",
+    "popularity_scores",
+    "rank_metrics",
+    "train_epoch",
+]
+
+
+# --------------------------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class LeaveOneOut:
+    """Leave-one-out split of item sequences.
+
+    Attributes:
+        train: Per user, all items but the last two (the training sequence).
+        valid: Per user, (input sequence, target) with the second-to-last item as target.
+        test: Per user, (input sequence, target) with the last item as target.
+        n_items: Catalogue size.
+    """
+
+    train: list[np.ndarray]
+    valid: list[tuple[np.ndarray, int]]
+    test: list[tuple[np.ndarray, int]]
+    n_items: int
+
+
+def leave_one_out(histories: Sequence[np.ndarray], n_items: int, min_len: int = 3) -> LeaveOneOut:
+    """Split each user's time-ordered items: last one to test, the one before to validation, the rest to train.
+
+    Users with fewer than ``min_len`` items are left out of validation and test (their items still train).
+    """
+    train, valid, test = [], [], []
+    for h in histories:
+        h = np.asarray(h, dtype=np.int64)
+        if len(h) < min_len:
+            train.append(h)
+            continue
+        train.append(h[:-2])
+        valid.append((h[:-2], int(h[-2])))
+        test.append((h[:-1], int(h[-1])))
+    return LeaveOneOut(train, valid, test, n_items)
+
+
+def pad_left(seqs: Sequence[np.ndarray], length: int) -> np.ndarray:
+    """The last ``length`` items of each sequence, left-padded with -1, int64 (B, length)."""
+    out = np.full((len(seqs), length), -1, dtype=np.int64)
+    for i, s in enumerate(seqs):
+        tail = np.asarray(s, dtype=np.int64)[-length:]
+        if len(tail):
+            out[i, length - len(tail) :] = tail
+    return out
+
+
+def training_windows(train: Sequence[np.ndarray], max_len: int) -> np.ndarray:
+    """Non-overlapping windows of ``max_len + 1`` items cut from the end of each sequence, left-padded (W, max_len+1).
+
+    Input is ``w[:, :-1]``, target ``w[:, 1:]`` (-1 where no target).
+    """
+    windows = []
+    for s in train:
+        end = len(s)
+        while end >= 2:
+            start = max(0, end - (max_len + 1))
+            windows.append(s[start:end])
+            end = start + 1 if start > 0 else 0
+    return pad_left(windows, max_len + 1)
+
+
+def item_popularity(train: Sequence[np.ndarray], n_items: int) -> np.ndarray:
+    """Interaction counts per item over the training sequences, float64 (n_items,)."""
+    flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in train]) if train else np.zeros(0, np.int64)
+    return np.bincount(flat, minlength=n_items).astype(np.float64)
+
+
+# ------------------------------------------------------------------------------------------ metrics
+
+
+def rank_metrics(scores: np.ndarray, targets: np.ndarray, exclude: Sequence[np.ndarray] | None = None,
+                 k: int = 10) -> dict[str, float]:
+    """HR@k and NDCG@k of full-catalogue rankings.
+
+    The rank of a target counts the items scored strictly higher plus the other items tied with it
+    (pessimistic ties); excluded items (e.g. each user's history, the target never) do not count.
+
+    Args:
+        scores: (U, N) scores.
+        targets: (U,) target item per user.
+        exclude: Per user, items removed from the ranking.
+        k: Cut-off.
+
+    Returns:
+        ``{"hr@k": ..., "ndcg@k": ...}`` averaged over users.
+    """
+    scores = np.array(scores, dtype=np.float64, copy=True)
+    targets = np.asarray(targets, dtype=np.int64)
+    rows = np.arange(len(targets))
+    target_scores = scores[rows, targets].copy()
+    if exclude is not None:
+        for i, items in enumerate(exclude):
+            scores[i, np.asarray(items, dtype=np.int64)] = -np.inf
+    scores[rows, targets] = -np.inf  # the target itself does not count against itself
+    rank = (scores >= target_scores[:, None]).sum(axis=1)
+    hit = rank < k
+    ndcg = np.where(hit, 1.0 / np.log2(rank + 2.0), 0.0)
+    return {f"hr@{k}": float(hit.mean()) if len(hit) else 0.0, f"ndcg@{k}": float(ndcg.mean()) if len(hit) else 0.0}
+
+
+def popularity_scores(popularity: np.ndarray, n_users: int) -> np.ndarray:
+    """The popularity ranker's scores: every user gets log(1 + count), (n_users, N)."""
+    return np.broadcast_to(np.log1p(popularity), (n_users, len(popularity)))
+
+
+# ------------------------------------------------------------------------------------------- models
+
+
+class IDItemTower(nn.Module):
+    """Item representations as free ID embeddings (the ``sasrec-id`` baseline)."""
+
+    def __init__(self, n_items: int, width: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(n_items, width)
+        nn.init.normal_(self.embedding.weight, std=0.1)
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        return self.embedding(items)
+
+
+class SideItemTower(nn.Module):
+    """Item representations from cached frozen-encoder states through a ``SideAdapterNetwork``.
+
+    Args:
+        taps: Per modality, one (n_items, D_l) array (float16 memory-map is fine) per tapped layer. They are
+            read row-wise per batch and are not part of the module's state.
+        width: Output width.
+        **kwargs: ``SideAdapterNetwork`` options (``side_width``, ``bottleneck``, ``fusion``, ``dropout``).
+    """
+
+    def __init__(self, taps: Mapping[str, Sequence[np.ndarray]], width: int, **kwargs: Any) -> None:
+        super().__init__()
+        self.taps = {m: list(layers) for m, layers in taps.items()}
+        widths = {m: [int(a.shape[1]) for a in layers] for m, layers in self.taps.items()}
+        self.side = SideAdapterNetwork(widths, width, **kwargs)
+
+    def read(self, items: np.ndarray) -> dict[str, list[torch.Tensor]]:
+        """Cached states of ``items`` as float32 tensors."""
+        return {m: [torch.from_numpy(np.asarray(a[items], dtype=np.float32)) for a in layers]
+                for m, layers in self.taps.items()}
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        return self.side(self.read(items.numpy()))
+
+
+class SASRec(nn.Module):
+    """Causal transformer over a left-padded sequence of item vectors (SASRec-style, pre-LayerNorm).
+
+    Args:
+        width: Model width d.
+        max_len: Longest sequence (learned positions).
+        n_layers: Transformer blocks.
+        n_heads: Attention heads.
+        dropout: Dropout rate.
+    """
+
+    def __init__(self, width: int, max_len: int = 50, n_layers: int = 2, n_heads: int = 2,
+                 dropout: float = 0.2) -> None:
+        super().__init__()
+        self.max_len, self.n_heads = max_len, n_heads
+        self.position = nn.Embedding(max_len, width)
+        self.input_norm = nn.LayerNorm(width)
+        self.drop = nn.Dropout(dropout)
+        layer = nn.TransformerEncoderLayer(width, n_heads, dim_feedforward=width * 2, dropout=dropout,
+                                           activation="gelu", batch_first=True, norm_first=True)
+        self.blocks = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.out_norm = nn.LayerNorm(width)
+        nn.init.normal_(self.position.weight, std=0.02)
+
+    def forward(self, item_vectors: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        """Hidden state after each position, (B, T, d); ``pad`` is True at empty positions."""
+        t = item_vectors.shape[1]
+        positions = torch.arange(self.max_len - t, self.max_len, device=item_vectors.device)
+        x = self.drop(self.input_norm(item_vectors + self.position(positions)))
+        x = x.masked_fill(pad.unsqueeze(-1), 0.0)
+        # Blocked: future keys and empty keys; every query may see itself, so a fully empty row stays finite.
+        causal = torch.triu(torch.ones(t, t, dtype=torch.bool, device=x.device), diagonal=1)
+        blocked = (causal.unsqueeze(0) | pad.unsqueeze(1)) & ~torch.eye(t, dtype=torch.bool, device=x.device)
+        h = self.blocks(x, mask=blocked.repeat_interleave(self.n_heads, dim=0))
+        return self.out_norm(h)
+
+
+class SequentialRecommender(nn.Module):
+    """An item tower shared by the input sequence and the output scores, and a SASRec user encoder.
+
+    Scores are cosine similarities divided by ``temperature``.
+    """
+
+    def __init__(self, tower: nn.Module, encoder: SASRec, temperature: float = 0.1) -> None:
+        super().__init__()
+        self.tower, self.encoder, self.temperature = tower, encoder, temperature
+
+    def embed(self, items: torch.Tensor) -> torch.Tensor:
+        """Normalised item vectors for item indices."""
+        return F.normalize(self.tower(items), dim=-1)
+
+    def encode_sequences(self, seq: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised user states after each position of a left-padded (-1) sequence, (B, T, d).
+
+        Item vectors come from ``table`` (all items) when given, else from the tower for the items present.
+        """
+        pad = seq < 0
+        if table is None:
+            uniq, inverse = torch.unique(seq.clamp_min(0), return_inverse=True)
+            vectors = self.embed(uniq)[inverse]
+        else:
+            vectors = table[seq.clamp_min(0)]
+        return F.normalize(self.encoder(vectors, pad), dim=-1)
+
+    @torch.no_grad()
+    def item_table(self, n_items: int, chunk: int = 4096) -> torch.Tensor:
+        """Normalised vectors of every item, (n_items, d)."""
+        was = self.training
+        self.eval()
+        table = torch.cat([self.embed(torch.arange(s, min(s + chunk, n_items))) for s in range(0, n_items, chunk)])
+        self.train(was)
+        return table
+
+    @torch.no_grad()
+    def user_vectors(self, seqs: np.ndarray, table: torch.Tensor, batch: int = 512) -> torch.Tensor:
+        """Last-position user states of left-padded sequences, (B, d)."""
+        was = self.training
+        self.eval()
+        out = [self.encode_sequences(torch.from_numpy(seqs[s : s + batch]), table)[:, -1]
+               for s in range(0, len(seqs), batch)]
+        self.train(was)
+        return torch.cat(out) if out else torch.zeros((0, table.shape[1]))
+
+
+def in_batch_loss(model: SequentialRecommender, inputs: torch.Tensor, targets: torch.Tensor,
+                  log_q: torch.Tensor | None) -> torch.Tensor:
+    """In-batch softmax over the distinct target items of the batch, with log-popularity correction.
+
+    Every position's logits are its cosine score with each distinct target item, divided by the temperature,
+    minus ``log q(item)`` (the item's sampling probability as an in-batch negative), so that popular items are
+    not over-penalised as negatives.
+    """
+    states = model.encode_sequences(inputs)
+    valid = targets >= 0
+    h = states[valid]
+    uniq, label = torch.unique(targets[valid], return_inverse=True)
+    logits = h @ model.embed(uniq).T / model.temperature
+    if log_q is not None:
+        logits = logits - log_q[uniq]
+    return F.cross_entropy(logits, label)
+
+
+def train_epoch(model: SequentialRecommender, windows: np.ndarray, optimizer: torch.optim.Optimizer,
+                rng: np.random.Generator, batch_size: int = 128, log_q: torch.Tensor | None = None,
+                progress: Callable[[int], object] | None = None) -> tuple[float, float]:
+    """One pass over the training windows in random order.
+
+    Returns:
+        (mean loss, seconds).
+    """
+    model.train()
+    order = rng.permutation(len(windows))
+    start, losses = time.perf_counter(), []
+    for s in range(0, len(order), batch_size):
+        w = torch.from_numpy(windows[order[s : s + batch_size]])
+        loss = in_batch_loss(model, w[:, :-1], w[:, 1:], log_q)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        if progress is not None:
+            progress(1)
+    return float(np.mean(losses)) if losses else 0.0, time.perf_counter() - start
