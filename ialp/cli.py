@@ -6,6 +6,9 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
+
+from ialp.llm.base import LLMError
 
 
 def _cmd_envs(args: argparse.Namespace) -> int:
@@ -35,8 +38,58 @@ def _cmd_run(args: argparse.Namespace) -> int:
     out = args.out or f"runs/{cfg.name}"
     rows = run_experiment(cfg, out)
     print(summary_table(rows))
-    print(f"\nwrote {out}/config.yaml, results.csv, summary.md")
+    print(f"\nwrote {out}/: config.yaml, results.csv, curves.csv, summary.md, *.png; "
+          f"TensorBoard: tensorboard --logdir {out}/tb")
     return 0
+
+
+def _llm_config(args: argparse.Namespace) -> Any:
+    from ialp.llm.quality import load_llm_config
+
+    return load_llm_config(args.config, args.set, args.backend)
+
+
+def _cmd_llm_eval(args: argparse.Namespace) -> int:
+    from ialp.llm.quality import evaluate_preferences, format_report
+
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    result = evaluate_preferences(args.data_dir, _llm_config(args), k=args.k, n_users=args.users, seed=args.seed,
+                                  modes=modes, window=args.window, progress=not args.no_progress)
+    print(json.dumps(result) if args.json else format_report(result))
+    return 0
+
+
+def _cmd_llm_serve(args: argparse.Namespace) -> int:
+    from ialp.llm.serve import start_server
+
+    proc, base_url = start_server(args.engine, args.model, args.host, args.port, [a for a in args.extra if a != "--"])
+    print(base_url, flush=True)
+    try:
+        return int(proc.wait())
+    except KeyboardInterrupt:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except Exception:
+            proc.kill()
+        return 0
+
+
+def _cmd_bench_llm(args: argparse.Namespace) -> int:
+    from ialp.llm.bench import bench_llm, format_bench
+
+    rows = bench_llm(_llm_config(args), n_prompts=args.prompts)
+    print(json.dumps(rows) if args.json else format_bench(rows))
+    return 0
+
+
+def _add_llm_options(p: argparse.ArgumentParser, default_backend: str | None = None) -> None:
+    p.add_argument("--backend", default=default_backend,
+                   help="LLM backend: llamacpp (embedded), openai, vllm, ... or oracle (ground truth, upper bound)")
+    p.add_argument("--config", default=None, help="YAML file whose llm: section sets the backend fields")
+    p.add_argument("--set", action="append", default=[], metavar="llm.KEY=VALUE",
+                   help="set one backend field, e.g. --set llm.concurrency=8 (repeatable)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="experiment YAML (e.g. configs/synthetic.yaml)")
     run.add_argument("--out", default=None, help="run folder (default: runs/<name>)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a config field, e.g. --set train.total_timesteps=5000")
+                     help="override a config field, e.g. --set online.total_timesteps=5000 --set llm.backend=oracle")
     run.set_defaults(func=_cmd_run)
 
     bench = sub.add_parser("bench", help="benchmarks")
@@ -64,6 +117,34 @@ def build_parser() -> argparse.ArgumentParser:
     benv.add_argument("--data-dir", default=None,
                       help="MovieLens folder for MovieLens-v0 (default: $IALP_DATA_DIR; skipped if unset)")
     benv.set_defaults(func=_cmd_bench_env)
+    bllm = bench_sub.add_parser("llm", help="LLM prompts per second: sequential, concurrent, cached replay")
+    _add_llm_options(bllm)
+    bllm.add_argument("--prompts", type=int, default=16, help="number of distinct prompts per pass")
+    bllm.set_defaults(func=_cmd_bench_llm)
+
+    llm = sub.add_parser("llm", help="LLM preferences: quality evaluation and model servers")
+    llm_sub = llm.add_subparsers(dest="action", required=True)
+    ev = llm_sub.add_parser("eval", help="hit rate of LLM preferences on held-out MovieLens positives")
+    ev.add_argument("--data-dir", required=True, help="MovieLens folder (e.g. ml-latest-small)")
+    _add_llm_options(ev)
+    ev.add_argument("--k", type=int, default=5, help="candidates per query (one positive)")
+    ev.add_argument("--users", type=int, default=100, help="users sampled")
+    ev.add_argument("--seed", type=int, default=0, help="seed of users, candidates and baselines")
+    ev.add_argument("--modes", default="choice,score", help="comma-separated backend modes")
+    ev.add_argument("--window", type=int, default=10, help="recent items shown per user")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    ev.set_defaults(func=_cmd_llm_eval)
+    srv = llm_sub.add_parser("serve", help="start an OpenAI-compatible model server and print its base URL")
+    srv.add_argument("--engine", choices=("vllm", "llamacpp"), required=True)
+    srv.add_argument("--model", required=True, help="model name or path")
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("extra", nargs=argparse.REMAINDER, help="extra engine arguments after --")
+    srv.set_defaults(func=_cmd_llm_serve)
+
+    from ialp.candidates.cli import add_candidates_parser
+
+    add_candidates_parser(sub)
     return parser
 
 
@@ -75,6 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError, FileNotFoundError) as exc:  # ConfigError and DataFormatError are ValueErrors
         print(f"ialp: error: {exc}", file=sys.stderr)
         return 2
+    except LLMError as exc:
+        print(f"ialp: error: {exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

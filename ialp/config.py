@@ -1,4 +1,9 @@
-"""Typed experiment configuration loaded from YAML, validated field by field."""
+"""Typed experiment configuration loaded from YAML, validated field by field.
+
+One dataclass per pipeline stage (``distill`` → ``reward`` → ``pretrain`` → ``online`` → ``eval``), plus the
+environment, the LLM backend (``llm``: the fields of :class:`ialp.llm.LLMConfig`) and the shared actor-critic
+hyperparameters (``agent``). ``load_config`` names the offending field, value and what is allowed.
+"""
 
 from __future__ import annotations
 
@@ -18,22 +23,106 @@ class ConfigError(ValueError):
 
 @dataclass
 class EnvConfig:
-    """Which environment, with which ``gym.make`` arguments."""
+    """Which environment, with which ``gym.make`` arguments.
+
+    Attributes:
+        id: Registered id (``ialp/Synthetic-v0``, ``ialp/MovieLens-v0``, ...).
+        kwargs: Its ``gym.make`` arguments.
+        heldout_fraction: Logged data sets only: fraction of the log's users held out; they are the target
+            population (online adaptation and evaluation), the others the training users whose logs are distilled.
+        split_seed: Seed of that user split.
+    """
 
     id: str = "ialp/Synthetic-v0"
     kwargs: dict[str, Any] = field(default_factory=dict)
+    heldout_fraction: float = 0.2
+    split_seed: int = 0
 
 
 @dataclass
-class TrainConfig:
-    """An online agent trained from scratch with stable-baselines3."""
+class AgentConfig:
+    """Actor-critic (stable-baselines3) hyperparameters shared by pretraining and online learners."""
 
     algo: str = "a2c"
-    total_timesteps: int = 30_000
     num_envs: int = 16
     n_steps: int = 8
     learning_rate: float = 1e-3
     net_arch: list[int] = field(default_factory=lambda: [64])
+    ent_coef: float = 0.01
+    gamma: float = 0.9
+
+
+@dataclass
+class DistillConfig:
+    """LLM preference distillation from the training users' logs.
+
+    Attributes:
+        queries: Number of LLM queries (user states × K candidates); LLM cost scales with this only.
+        k: Candidates per query.
+        window: Recent items shown to the LLM (and in the state).
+        mode: ``choice`` (the LLM names a letter) or ``score`` (log-probabilities of the titles).
+        positive_fraction: Probability that the user's actual next logged item is among the candidates.
+        log_users: Synthetic environments only: users simulated under a random logging policy to make the log.
+        log_seed_offset: Their seeds (disjoint from the online and evaluation users').
+        invert: Deliberately invert every preference (choose the worst candidate by the answer's scores;
+            ``k = 2`` otherwise): a COMPROMISED LLM, for robustness experiments.
+        seed: Seed of the sampled states and candidates.
+    """
+
+    queries: int = 150
+    k: int = 5
+    window: int = 10
+    mode: str = "choice"
+    positive_fraction: float = 0.5
+    log_users: int = 1500
+    log_seed_offset: int = 5_000_000
+    invert: bool = False
+    seed: int = 0
+
+
+@dataclass
+class RewardConfig:
+    """The reward model fitted to the preferences (``ialp.rewards.RewardModel``)."""
+
+    loss: str = "listwise"
+    hidden: int = 64
+    epochs: int = 300
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-3
+    holdout: float = 0.2
+    seed: int = 0
+
+
+@dataclass
+class PretrainConfig:
+    """Offline iALP pretraining on the logged-data simulator with the learned reward."""
+
+    total_timesteps: int = 30_000
+
+
+@dataclass
+class OnlineConfig:
+    """Online phase in the target environment (A-iALP, agents from scratch, bandits).
+
+    Attributes:
+        total_timesteps: Environment steps of each online learner.
+        seed_offset: Seeds of the online users (disjoint from evaluation and logging).
+        ap_floor: ``ap``: minimum probability of serving a session with either policy (exploration floor).
+        ap_temperature: ``ap``: gate temperature, in units of the return's standard deviation.
+        ap_step: ``ap``: step size of the recency-weighted return estimates of each policy.
+        ap_min_episodes: ``ap``: episodes each policy must earn before the gate moves from 1/2.
+        epsilon: ``eps-greedy`` exploration rate.
+        ucb_c: ``ucb`` exploration bonus scale.
+    """
+
+    total_timesteps: int = 20_000
+    seed_offset: int = 2_000_000
+    ap_floor: float = 0.1
+    ap_temperature: float = 0.1
+    ap_step: float = 0.05
+    ap_min_episodes: int = 10
+    epsilon: float = 0.1
+    ucb_c: float = 0.5
 
 
 @dataclass
@@ -51,9 +140,15 @@ class ExperimentConfig:
 
     name: str = "experiment"
     env: EnvConfig = field(default_factory=EnvConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    llm: dict[str, Any] = field(default_factory=lambda: {"backend": "llamacpp"})
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    methods: list[str] = field(default_factory=lambda: ["random", "oracle-greedy", "a2c-scratch"])
+    methods: list[str] = field(default_factory=lambda: ["random", "oracle-greedy", "a2c-scratch", "ialp",
+                                                        "a-ialp-ft", "a-ialp-ap"])
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, as written to ``config.yaml``."""
@@ -61,7 +156,11 @@ class ExperimentConfig:
 
 
 ALGOS = ("a2c", "ppo")
-METHODS = ("random", "oracle-greedy", "a2c-scratch", "ppo-scratch")
+LOSSES = ("listwise", "pairwise", "pointwise")
+MODES = ("choice", "score")
+METHODS = ("random", "popularity", "greedy-mf", "oracle-greedy", "eps-greedy", "ucb", "bc",
+           "a2c-scratch", "ppo-scratch", "dqn-scratch", "ialp", "a-ialp-ft", "a-ialp-ap", "ialp-oracle",
+           "ialp-logonly")
 
 
 def _build(cls: type[T], data: Any, where: str) -> T:
@@ -87,17 +186,46 @@ def _build(cls: type[T], data: Any, where: str) -> T:
     return cls(**values)
 
 
+def _positive(section: str, obj: Any, *names: str) -> None:
+    for name in names:
+        if getattr(obj, name) < 1:
+            raise ConfigError(f"{section}.{name}: must be >= 1, got {getattr(obj, name)}")
+
+
 def _validate(cfg: ExperimentConfig) -> ExperimentConfig:
-    if cfg.train.algo not in ALGOS:
-        raise ConfigError(f"train.algo: {cfg.train.algo!r} is not one of {ALGOS}")
-    for name in ("total_timesteps", "num_envs", "n_steps"):
-        if getattr(cfg.train, name) < 1:
-            raise ConfigError(f"train.{name}: must be >= 1, got {getattr(cfg.train, name)}")
+    if cfg.agent.algo not in ALGOS:
+        raise ConfigError(f"agent.algo: {cfg.agent.algo!r} is not one of {ALGOS}")
+    _positive("agent", cfg.agent, "num_envs", "n_steps")
+    _positive("distill", cfg.distill, "queries", "k", "window", "log_users")
+    _positive("reward", cfg.reward, "hidden", "epochs")
+    _positive("pretrain", cfg.pretrain, "total_timesteps")
+    _positive("online", cfg.online, "total_timesteps")
+    if cfg.distill.k < 2:
+        raise ConfigError(f"distill.k: need at least 2 candidates, got {cfg.distill.k}")
+    if cfg.distill.mode not in MODES:
+        raise ConfigError(f"distill.mode: {cfg.distill.mode!r} is not one of {MODES}")
+    if cfg.reward.loss not in LOSSES:
+        raise ConfigError(f"reward.loss: {cfg.reward.loss!r} is not one of {LOSSES}")
+    if not 0.0 < cfg.reward.holdout < 1.0:
+        raise ConfigError(f"reward.holdout: must be in (0, 1), got {cfg.reward.holdout}")
+    if not 0.0 < cfg.env.heldout_fraction < 1.0:
+        raise ConfigError(f"env.heldout_fraction: must be in (0, 1), got {cfg.env.heldout_fraction}")
+    if not 0.0 <= cfg.online.ap_floor < 0.5:
+        raise ConfigError(f"online.ap_floor: must be in [0, 0.5), got {cfg.online.ap_floor}")
+    if cfg.online.ap_temperature <= 0 or not 0.0 < cfg.online.ap_step <= 1.0:
+        raise ConfigError("online.ap_temperature must be > 0 and online.ap_step in (0, 1], got "
+                          f"{cfg.online.ap_temperature}, {cfg.online.ap_step}")
     if cfg.eval.users < 1 or not cfg.eval.seeds:
         raise ConfigError(f"eval: need users >= 1 and at least one seed, got {cfg.eval.users}, {cfg.eval.seeds}")
     bad = [m for m in cfg.methods if m not in METHODS]
     if bad:
         raise ConfigError(f"methods: {bad} not among {METHODS}")
+    from ialp.llm.base import LLMConfig
+
+    try:
+        LLMConfig.from_dict(cfg.llm)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"llm: {exc}") from None
     return cfg
 
 

@@ -38,23 +38,29 @@ def test_bench_env_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_run_writes_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["run", str(REPO / "configs" / "synthetic.yaml"), "--out", str(tmp_path),
-                 "--set", "train.total_timesteps=256", "--set", "eval.users=20", "--set", "eval.seeds=[0, 1]"])
+                 "--set", "online.total_timesteps=256", "--set", "eval.users=20", "--set", "eval.seeds=[0, 1]",
+                 "--set", "llm.backend=oracle", "--set", "methods=[random, oracle-greedy, a2c-scratch]"])
     assert code == 0
     assert "| a2c-scratch | 2 |" in capsys.readouterr().out
     with open(tmp_path / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["method"], r["seed"]) for r in rows] == [
         (m, s) for m in ("random", "oracle-greedy", "a2c-scratch") for s in ("0", "1")]
-    assert load_config(tmp_path / "config.yaml").train.total_timesteps == 256
+    assert load_config(tmp_path / "config.yaml").online.total_timesteps == 256
+    assert {"curves.csv", "summary.md", "results.png", "tb"} <= {p.name for p in tmp_path.iterdir()}
 
 
 def test_config_errors_name_the_field(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"train: unknown field\(s\) \['algoo'\]"):
-        load_config(overrides=["train.algoo=a2c"])
-    with pytest.raises(ConfigError, match=r"train\.num_envs: expected int, got 'many'"):
-        load_config(overrides=["train.num_envs=many"])
-    with pytest.raises(ConfigError, match=r"train\.algo: 'sac' is not one of"):
-        load_config(overrides=["train.algo=sac"])
+    with pytest.raises(ConfigError, match=r"agent: unknown field\(s\) \['algoo'\]"):
+        load_config(overrides=["agent.algoo=a2c"])
+    with pytest.raises(ConfigError, match=r"agent\.num_envs: expected int, got 'many'"):
+        load_config(overrides=["agent.num_envs=many"])
+    with pytest.raises(ConfigError, match=r"agent\.algo: 'sac' is not one of"):
+        load_config(overrides=["agent.algo=sac"])
+    with pytest.raises(ConfigError, match=r"reward\.loss: 'mse' is not one of"):
+        load_config(overrides=["reward.loss=mse"])
+    with pytest.raises(ConfigError, match=r"llm: unknown llm config field"):
+        load_config(overrides=["llm.temprature=0"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("env: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):

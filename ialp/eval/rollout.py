@@ -62,11 +62,13 @@ class SB3Policy:
 
 @dataclass(frozen=True)
 class EpisodeStats:
-    """Per-episode returns and lengths, and the catalogue coverage over all recommendations."""
+    """Per-episode returns and lengths, the catalogue coverage over all recommendations, and the mean
+    intra-session diversity (1 - mean pairwise cosine similarity of the shown items' embeddings)."""
 
     returns: np.ndarray
     lengths: np.ndarray
     coverage: float
+    diversity: float = float("nan")
 
     @property
     def avg_reward(self) -> float:
@@ -87,20 +89,31 @@ def evaluate(policy: Policy, venv: BatchedRecEnv, seed: int, episodes_per_user: 
     returns: list[float] = []
     lengths: list[int] = []
     shown = np.zeros(venv.model.n_items, dtype=bool)
+    emb = venv.model.item_embeddings.astype(np.float64)
+    unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    emb_sum = np.zeros((venv.num_envs, unit.shape[1]))
+    diversity: list[float] = []
     while finished.min() < episodes_per_user:
         active = finished < episodes_per_user
         next_obs, rewards, dones, _ = venv.step(policy.act(obs, venv))
         obs = next_obs  # type: ignore[assignment]
-        shown[venv.session.last_items[active]] = True
+        items = venv.session.last_items
+        shown[items[active]] = True
+        emb_sum += unit[items]
         running += rewards
         steps += 1
         for i in np.flatnonzero(dones & active):
             returns.append(float(running[i]))
             lengths.append(int(steps[i]))
+            n = steps[i]
+            if n > 1:  # mean pairwise cosine similarity from the norm of the sum of unit vectors
+                diversity.append(1.0 - float((emb_sum[i] @ emb_sum[i] - n) / (n * (n - 1))))
         finished += dones
         running[dones] = 0.0
         steps[dones] = 0
-    return EpisodeStats(np.asarray(returns), np.asarray(lengths), float(shown.mean()))
+        emb_sum[dones] = 0.0
+    return EpisodeStats(np.asarray(returns), np.asarray(lengths), float(shown.mean()),
+                        float(np.mean(diversity)) if diversity else float("nan"))
 
 
 def summarize(values: np.ndarray) -> tuple[float, float]:
