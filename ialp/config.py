@@ -95,9 +95,17 @@ class RewardConfig:
 
 @dataclass
 class PretrainConfig:
-    """Offline iALP pretraining on the logged-data simulator with the learned reward."""
+    """Offline iALP pretraining on the logged-data simulator with the learned reward.
+
+    Attributes:
+        total_timesteps: Environment steps of pretraining.
+        leave_rules: Extra leave rules of the offline simulator only (e.g. ``[{rule: tag, window: 5, threshold: 2}]``).
+            A model fitted on logs has no boredom, so a policy pretrained on it learns to repeat its favourite
+            item; an exit rule that ends sessions on repetitive content (DORL's remedy) teaches variety offline.
+    """
 
     total_timesteps: int = 30_000
+    leave_rules: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

@@ -37,6 +37,7 @@ from ialp.eval import (
     write_csv,
 )
 from ialp.rewards.model import LOSSES, PreferenceSet, RewardModel
+from ialp.simulators.leave import make_leave_rule
 
 #: Methods that need a pretrained policy, by the distillation variant they pretrain on.
 PRETRAINED = {"ialp": "llm", "a-ialp-ft": "llm", "a-ialp-ap": "llm", "ialp-oracle": "oracle",
@@ -84,6 +85,7 @@ class Pipeline:
             from ialp.agents.distill import build_world
 
             self._world = build_world(self.cfg, cache_dir=self.out / "cache")
+            self._world.offline_leave_rules = tuple(make_leave_rule(r) for r in self.cfg.pretrain.leave_rules)
         return self._world
 
     def _writer(self, name: str) -> Any:

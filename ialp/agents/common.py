@@ -17,7 +17,7 @@ session samples (``users=``: the training users offline, the held-out users onli
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from ialp import random as crng
 from ialp.envs.vector import BatchedRecEnv
 from ialp.simulators.base import Response, UserModel, UserState
+from ialp.simulators.leave import LeaveRule
 
 
 class ModelView(UserModel):
@@ -98,6 +99,7 @@ class World:
         user_features: (n_log_users, F) observable features of the logged users.
         log_states: Synthetic only: the ground-truth user state before each logged interaction (for the oracle).
         synthetic: Whether target users are generated (True) or drawn from a log (False).
+        offline_leave_rules: Leave rules of the offline simulator only (``pretrain.leave_rules``).
     """
 
     target: UserModel
@@ -109,17 +111,22 @@ class World:
     log_states: dict[str, np.ndarray] | None = None
     synthetic: bool = True
     info: dict[str, Any] = field(default_factory=dict)
+    offline_leave_rules: tuple[LeaveRule, ...] = ()
 
     def target_env(self, num_envs: int, seed: int) -> BatchedRecEnv:
         """Batched target environment, user ``i`` seeded ``seed + i``."""
         return self._make(self.target, num_envs, seed)
 
     def offline_env(self, num_envs: int, seed: int) -> BatchedRecEnv:
-        """Batched logged-data simulator (its reward is the logged model's until wrapped)."""
-        return self._make(self.offline, num_envs, seed)
+        """Batched logged-data simulator (its reward is the logged model's until wrapped), with the
+        offline-only leave rules on top of the shared ones."""
+        return self._make(self.offline, num_envs, seed, self.offline_leave_rules)
 
-    def _make(self, model: UserModel, num_envs: int, seed: int) -> BatchedRecEnv:
-        venv = BatchedRecEnv(model, num_envs, max_episode_steps=self.max_episode_steps, **self.env_kwargs)
+    def _make(self, model: UserModel, num_envs: int, seed: int,
+              extra_leave_rules: Sequence[LeaveRule] = ()) -> BatchedRecEnv:
+        kwargs = dict(self.env_kwargs)
+        kwargs["leave_rules"] = [*kwargs.get("leave_rules", ()), *extra_leave_rules]
+        venv = BatchedRecEnv(model, num_envs, max_episode_steps=self.max_episode_steps, **kwargs)
         venv.seed(seed)
         return venv
 
