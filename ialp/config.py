@@ -10,9 +10,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, get_type_hints
+from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
 
 import yaml
+
+if TYPE_CHECKING:
+    from ialp.candidates.config import CandidatesConfig
 
 T = TypeVar("T")
 
@@ -144,7 +147,12 @@ class EvalConfig:
 
 @dataclass
 class ExperimentConfig:
-    """Everything a run needs; a run is determined by this and nothing else."""
+    """Everything a run needs; a run is determined by this and nothing else.
+
+    ``candidates`` is the fields of :class:`ialp.candidates.CandidatesConfig` (e.g. ``{model: sidesan,
+    modalities: [text], k: 50}``): a candidate generator trained on the training users' log proposes K items
+    per step to both environments (``Discrete(K)`` actions). Empty (the default): no generator.
+    """
 
     name: str = "experiment"
     env: EnvConfig = field(default_factory=EnvConfig)
@@ -157,10 +165,19 @@ class ExperimentConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     methods: list[str] = field(default_factory=lambda: ["random", "oracle-greedy", "a2c-scratch", "ialp",
                                                         "a-ialp-ft", "a-ialp-ap"])
+    candidates: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, as written to ``config.yaml``."""
         return dataclasses.asdict(self)
+
+    def candidates_config(self) -> CandidatesConfig | None:
+        """The validated ``candidates`` section, or None when there is no candidate generator."""
+        if not self.candidates:
+            return None
+        from ialp.candidates.config import CandidatesConfig
+
+        return _build(CandidatesConfig, self.candidates, "candidates").validate()
 
 
 ALGOS = ("a2c", "ppo")
@@ -169,6 +186,8 @@ MODES = ("choice", "score")
 METHODS = ("random", "popularity", "greedy-mf", "oracle-greedy", "eps-greedy", "ucb", "bc",
            "a2c-scratch", "ppo-scratch", "dqn-scratch", "ialp", "a-ialp-ft", "a-ialp-ap", "ialp-oracle",
            "ialp-logonly")
+#: Methods that act on the whole catalogue, so not with a candidate generator.
+CATALOGUE_METHODS = ("popularity", "greedy-mf", "eps-greedy", "ucb", "bc")
 
 
 def _build(cls: type[T], data: Any, where: str) -> T:
@@ -228,6 +247,12 @@ def _validate(cfg: ExperimentConfig) -> ExperimentConfig:
     bad = [m for m in cfg.methods if m not in METHODS]
     if bad:
         raise ConfigError(f"methods: {bad} not among {METHODS}")
+    if cfg.candidates_config() is not None:
+        if "candidates" in cfg.env.kwargs:
+            raise ConfigError("env.kwargs.candidates and the candidates section are both set; keep one")
+        bad = [m for m in cfg.methods if m in CATALOGUE_METHODS]
+        if bad:
+            raise ConfigError(f"methods: {bad} act on the whole catalogue; with a candidates section use others")
     from ialp.llm.base import LLMConfig
 
     try:

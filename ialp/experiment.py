@@ -5,6 +5,7 @@ rerun skips a stage whose artefact exists with the same key (and the LLM cache m
 free). Layout of a run folder ``DIR``::
 
     config.yaml  results.csv  curves.csv  summary.md  results.png  curves.png
+    candidates/generator.pt + metrics.json (with a ``candidates`` section)
     distill/{llm,oracle}.npz + .json   reward/{llm,oracle,logonly}.pt + .json
     pretrain/{variant}_s{seed}.zip     runs/{method}_s{seed}.json (+ ap/ gate state)   tb/ (TensorBoard)
 """
@@ -52,6 +53,8 @@ __all__ = ["PRETRAINED", "run_experiment", "summary_table"]
 
 def _key(cfg: ExperimentConfig, *parts: Any) -> str:
     data = cfg.to_dict()
+    if "env" in parts and data.get("candidates"):  # the candidate generator is part of the environment
+        parts = (*parts, "candidates")
     blob = [data[p] if isinstance(p, str) and p in data else p for p in parts]
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -84,7 +87,10 @@ class Pipeline:
         if self._world is None:
             from ialp.agents.distill import build_world
 
-            self._world = build_world(self.cfg, cache_dir=self.out / "cache")
+            self._world = build_world(self.cfg, cache_dir=self.out / "cache", candidates_dir=self.out / "candidates",
+                                      progress=self.progress)
+            if "candidates" in self._world.info:
+                self.log(f"candidate generator: {json.dumps(self._world.info['candidates'])}")
             self._world.offline_leave_rules = tuple(make_leave_rule(r) for r in self.cfg.pretrain.leave_rules)
         return self._world
 
@@ -340,6 +346,10 @@ def _summary(cfg: ExperimentConfig, rows: list[dict[str, Any]], out: Path) -> st
     parts = [f"# {cfg.name}: {cfg.env.id}, LLM backend `{cfg.llm.get('backend')}`, seeds {cfg.eval.seeds}, "
              f"{cfg.eval.users} held-out users", "", summary_table(rows), "",
              f"`online first`/`online last`: mean return of the first/last {CURVE_EDGE} online episodes."]
+    if cfg.candidates and (out / "candidates" / "metrics.json").exists():
+        m = json.loads((out / "candidates" / "metrics.json").read_text())
+        parts.append(f"\nCandidate generator `{cfg.candidates.get('model', 'sidesan')}` (actions: its top "
+                     f"{cfg.candidates.get('k', 50)}): test HR@10 {m.get('hr@10')}, NDCG@10 {m.get('ndcg@10')}.")
     for variant in ("llm", "oracle"):
         stats = out / "distill" / f"{variant}.json"
         metrics = out / "reward" / f"{variant}.json"

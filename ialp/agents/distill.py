@@ -14,6 +14,9 @@ LLM calls therefore scale with ``queries`` only. Failed queries are dropped from
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -26,7 +29,7 @@ from tqdm import tqdm
 
 from ialp.agents.common import ModelView, World
 from ialp.config import ExperimentConfig
-from ialp.data import InteractionLog, LoadReport, LoggedData, load_dataset
+from ialp.data import InteractionLog, ItemCatalog, LoadReport, LoggedData, load_dataset
 from ialp.envs.registration import BUILDERS
 from ialp.envs.vector import BatchedRecEnv
 from ialp.rewards.model import PreferenceSet, state_features
@@ -77,8 +80,35 @@ def _data_dir(kwargs: dict[str, Any]) -> Path:
     return Path(path)
 
 
-def build_world(cfg: ExperimentConfig, cache_dir: Path | None = None) -> World:
-    """The target environment's model, the logged training data and the offline simulator fitted on it."""
+def attach_candidates(world: World, cfg: ExperimentConfig, catalog: ItemCatalog, folder: Path | None = None,
+                      progress: bool = False) -> World:
+    """Train (or load from ``folder``) the ``candidates`` generator on the world's training log and pass it to
+    both environments (``env_kwargs["candidates"]``); without a ``candidates`` section ``world`` is unchanged."""
+    cc = cfg.candidates_config()
+    if cc is None:
+        return world
+    from ialp.candidates.generator import fit_or_load
+
+    cc = dataclasses.replace(cc, progress=progress and cc.progress,
+                             data_dir=cc.data_dir or str(cfg.env.kwargs.get("data_dir", "")))
+    deps = [cfg.to_dict()["env"], {k: v for k, v in cc.to_dict().items() if k not in ("progress", "cache_dir")}]
+    if world.synthetic:
+        deps.append([cfg.distill.log_users, cfg.distill.log_seed_offset])
+    key = hashlib.sha256(json.dumps(deps, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    data = LoggedData(world.log, catalog, LoadReport(world.log.name, len(world.log), len(world.log)))
+    gen = fit_or_load(cc, data, folder, key)
+    world.env_kwargs["candidates"] = gen
+    world.info["candidates"] = {"model": cc.model, "k": gen.k, **{m: gen.metrics.get(m) for m in ("hr@10", "ndcg@10")}}
+    return world
+
+
+def build_world(cfg: ExperimentConfig, cache_dir: Path | None = None, candidates_dir: Path | None = None,
+                progress: bool = False) -> World:
+    """The target environment's model, the logged training data and the offline simulator fitted on it.
+
+    With a ``candidates`` section, a candidate generator trained on the training log (stored in and reloaded
+    from ``candidates_dir``) proposes the actions of both environments (see ``attach_candidates``).
+    """
     env_id = cfg.env.id
     if env_id not in BUILDERS:
         raise ValueError(f"env.id: {env_id!r} is not an ialp environment; known: {sorted(BUILDERS)}")
@@ -91,8 +121,9 @@ def build_world(cfg: ExperimentConfig, cache_dir: Path | None = None) -> World:
         data = LoggedData(log, model.catalog, LoadReport("simulated", len(log), len(log)), user_features=feats)
         fitted = LoggedUserModel(data, MFConfig(), cache_dir=cache_dir, verbose=False)
         offline = ModelView(fitted, item_embeddings=model.item_embeddings, user_features=feats)
-        return World(model, offline, env_kw, cap, log, feats, states, synthetic=True,
-                     info={"log_interactions": len(log), "log_users": log.n_users})
+        world = World(model, offline, env_kw, cap, log, feats, states, synthetic=True,
+                      info={"log_interactions": len(log), "log_users": log.n_users})
+        return attach_candidates(world, cfg, model.catalog, candidates_dir, progress)
     if not isinstance(model, LoggedUserModel):
         raise TypeError(f"{env_id}: unsupported user model {type(model).__name__}")
     data = load_dataset(_data_dir(cfg.env.kwargs))
@@ -107,8 +138,9 @@ def build_world(cfg: ExperimentConfig, cache_dir: Path | None = None) -> World:
     feats = model.user_features({"user": np.arange(n)})
     offline = ModelView(fitted, item_embeddings=fitted.item_embeddings, user_features=feats, users=train)
     target = ModelView(model, item_embeddings=fitted.item_embeddings, user_features=feats, users=held)
-    return World(target, offline, env_kw, cap, train_log, feats, None, synthetic=False,
-                 info={"train_users": len(train), "heldout_users": len(held), "log_interactions": len(train_log)})
+    world = World(target, offline, env_kw, cap, train_log, feats, None, synthetic=False,
+                  info={"train_users": len(train), "heldout_users": len(held), "log_interactions": len(train_log)})
+    return attach_candidates(world, cfg, data.catalog, candidates_dir, progress)
 
 
 @dataclass

@@ -44,7 +44,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     unknown = sorted(set(models) - set(EVAL_MODELS))
     if unknown:
         raise ValueError(f"--models: unknown {unknown}; known: {sorted(EVAL_MODELS)}")
-    result: dict[str, Any] = evaluate_models(args.data_dir, seeds=args.seeds, base=cfg, models=models)
+    result: dict[str, Any] = evaluate_models(args.data_dir, seeds=args.seeds, base=cfg, models=models,
+                                             finetune_batches=args.finetune_batches)
     print(json.dumps(result) if args.json else format_table(result))
     return 0
 
@@ -64,14 +65,18 @@ def add_candidates_parser(subparsers: Any) -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.set_defaults(func=_cmd_train)
 
-    ev = sub.add_parser("eval", help="HR@10/NDCG@10 and efficiency of popularity, sasrec-id and sidesan-text")
+    ev = sub.add_parser("eval", help="HR@10/NDCG@10 and efficiency of popularity, sasrec-id, sidesan-text and "
+                                     "finetune-text")
     ev.add_argument("--data-dir", required=True, help="MovieLens folder (e.g. ml-latest-small)")
     ev.add_argument("--seeds", type=int, default=3, help="training seeds per model")
     ev.add_argument("--config", default=None, help="YAML file with a candidates: section (shared settings)")
     ev.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a field, e.g. --set candidates.epochs=3 (repeatable)")
-    ev.add_argument("--models", default=",".join(("popularity", "sasrec-id", "sidesan-text")),
+    ev.add_argument("--models", default=",".join(("popularity", "sasrec-id", "sidesan-text", "finetune-text")),
                     help="comma-separated models")
+    ev.add_argument("--finetune-batches", type=int, default=2, metavar="N",
+                    help="finetune-text: train N batches (one seed) to measure its cost, extrapolated to an epoch, "
+                         "and leave it unscored; 0: train and score it like the others (hours on a CPU)")
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     ev.add_argument("--no-progress", action="store_true", help="no progress bars")
     ev.set_defaults(func=_cmd_eval)

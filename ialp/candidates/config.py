@@ -13,7 +13,7 @@ from ialp.config import ConfigError, _build, _set
 
 __all__ = ["MODALITIES", "MODELS", "CandidatesConfig", "load_candidates_config"]
 
-MODELS = ("sidesan", "sasrec-id", "popularity")
+MODELS = ("sidesan", "sasrec-id", "popularity", "finetune-text")
 MODALITIES = ("text", "image", "audio", "video")
 
 
@@ -23,7 +23,8 @@ class CandidatesConfig:
 
     Attributes:
         data_dir: MovieLens folder (or any folder ``ialp.data.load_dataset`` reads).
-        model: ``sidesan`` (side adapters over frozen encoders), ``sasrec-id`` (ID embeddings) or ``popularity``.
+        model: ``sidesan`` (side adapters over frozen encoders), ``sasrec-id`` (ID embeddings), ``popularity``, or
+            ``finetune-text`` (the text encoder's own weights trained end to end; the efficiency comparison).
         modalities: Modalities of ``sidesan``; ``text`` is the catalogue descriptions, the others come from
             ``media`` (image: image files; audio/video: precomputed feature ``.npy`` files).
         k: Candidates proposed per step.
@@ -44,6 +45,10 @@ class CandidatesConfig:
         batch_size: Sequences per step.
         lr: Adam learning rate.
         weight_decay: AdamW weight decay.
+        encoder_lr: ``finetune-text``: learning rate of the text encoder's own weights.
+        text_chunk: ``finetune-text``: item texts per encoder pass (each pass is checkpointed, bounding memory).
+        max_steps: Stop training after this many batches (0: all ``epochs``); a model stopped early is not
+            evaluated (its HR/NDCG are ``None``) and its ``s_per_epoch`` is extrapolated from the batches run.
         seed: Seed of initialisation and batching.
         cache_dir: Hidden-state cache folder (default ``$IALP_CACHE_DIR/hidden_states``).
         progress: Show progress bars.
@@ -70,6 +75,9 @@ class CandidatesConfig:
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.0
+    encoder_lr: float = 5e-5
+    text_chunk: int = 64
+    max_steps: int = 0
     seed: int = 0
     cache_dir: str = ""
     progress: bool = True
@@ -91,13 +99,15 @@ class CandidatesConfig:
         if self.fusion not in ("moe", "concat"):
             raise ConfigError(f"candidates.fusion: {self.fusion!r} is not one of ('moe', 'concat')")
         for name in ("k", "layer_group", "width", "bottleneck", "max_len", "n_layers", "n_heads", "epochs",
-                     "batch_size"):
+                     "batch_size", "text_chunk"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"candidates.{name}: must be >= 1, got {getattr(self, name)}")
         if self.width % self.n_heads:
             raise ConfigError(f"candidates.width: {self.width} is not divisible by n_heads={self.n_heads}")
-        if not 0.0 <= self.dropout < 1.0 or self.temperature <= 0 or self.lr <= 0:
-            raise ConfigError("candidates: need 0 <= dropout < 1, temperature > 0 and lr > 0")
+        if not 0.0 <= self.dropout < 1.0 or self.temperature <= 0 or self.lr <= 0 or self.encoder_lr <= 0:
+            raise ConfigError("candidates: need 0 <= dropout < 1, temperature > 0, lr > 0 and encoder_lr > 0")
+        if self.max_steps < 0:
+            raise ConfigError(f"candidates.max_steps: must be >= 0, got {self.max_steps}")
         return self
 
 

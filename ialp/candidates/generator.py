@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import ctypes
+import json
 import os
 import threading
 import time
@@ -23,6 +25,7 @@ from ialp.candidates.sequential import (
     SASRec,
     SequentialRecommender,
     SideItemTower,
+    TextFinetuneTower,
     item_popularity,
     leave_one_out,
     pad_left,
@@ -33,7 +36,8 @@ from ialp.candidates.sequential import (
 )
 from ialp.data import ItemCatalog, LoggedData
 
-__all__ = ["CandidateGenerator", "FitResult", "PeakMemory", "TopOnePolicy", "build_taps", "fit_recommender"]
+__all__ = ["CandidateGenerator", "FitResult", "PeakMemory", "TopOnePolicy", "build_taps", "fit_or_load",
+           "fit_recommender"]
 
 
 class PeakMemory:
@@ -119,7 +123,7 @@ class FitResult:
     """What training produced: the model, the split, metrics and efficiency figures."""
 
     def __init__(self, model: SequentialRecommender | None, split: LeaveOneOut, popularity: np.ndarray,
-                 metrics: dict[str, float]) -> None:
+                 metrics: dict[str, Any]) -> None:
         self.model, self.split, self.popularity, self.metrics = model, split, popularity, metrics
 
 
@@ -136,11 +140,25 @@ def evaluate(model: SequentialRecommender | None, cases: Sequence[tuple[np.ndarr
     return rank_metrics(scores, targets, exclude=seqs, k=k)
 
 
-def build_model(cfg: CandidatesConfig, n_items: int, taps: dict[str, list[np.ndarray]] | None) -> SequentialRecommender:
-    """The configured recommender (``sidesan`` needs ``taps``)."""
+def build_model(cfg: CandidatesConfig, n_items: int, taps: dict[str, list[np.ndarray]] | None,
+                texts: Sequence[str] | None = None, text_encoder: TextEncoder | None = None) -> SequentialRecommender:
+    """The configured recommender (``sidesan`` needs ``taps``; ``finetune-text`` the item ``texts``).
+
+    ``finetune-text`` trains a copy of ``text_encoder``'s backbone (default: the configured ``text_encoder``);
+    the encoder passed in stays frozen.
+    """
     torch.manual_seed(cfg.seed)
     tower: torch.nn.Module
-    if cfg.model == "sidesan":
+    if cfg.model == "finetune-text":
+        if texts is None or len(texts) != n_items:
+            raise ValueError("the finetune-text model needs one text per item")
+        enc = text_encoder or _text_encoder(cfg.text_encoder, False)
+        if not isinstance(enc, TextEncoder):
+            raise TypeError(f"finetune-text needs a TextEncoder, got {type(enc).__name__}")
+        ids = enc.tokenizer([str(t) for t in texts], truncation=True, max_length=enc.max_length)["input_ids"]
+        pad_id = int(getattr(enc.tokenizer, "pad_token_id", None) or 0)
+        tower = TextFinetuneTower(copy.deepcopy(enc.model).train(), ids, cfg.width, pad_id, cfg.text_chunk)
+    elif cfg.model == "sidesan":
         if taps is None:
             raise ValueError("the sidesan model needs the cached encoder states (taps)")
         tower = SideItemTower(taps, cfg.width, side_width=cfg.side_width or None, bottleneck=cfg.bottleneck,
@@ -152,43 +170,60 @@ def build_model(cfg: CandidatesConfig, n_items: int, taps: dict[str, list[np.nda
 
 
 def fit_recommender(histories: Sequence[np.ndarray], n_items: int, cfg: CandidatesConfig,
-                    taps: dict[str, list[np.ndarray]] | None = None) -> FitResult:
+                    taps: dict[str, list[np.ndarray]] | None = None, texts: Sequence[str] | None = None,
+                    text_encoder: TextEncoder | None = None) -> FitResult:
     """Train on a leave-one-out split and report test HR@10/NDCG@10 and efficiency figures.
 
     Metrics: ``hr@10``, ``ndcg@10`` (test), ``valid_hr@10``, ``valid_ndcg@10``, ``trainable_params``,
-    ``peak_mem_mb`` (peak resident-memory growth while training), ``s_per_epoch``.
+    ``peak_mem_mb`` (peak resident-memory growth while training), ``s_per_epoch``, ``epochs_trained``,
+    ``batches_trained``. With ``cfg.max_steps`` cutting training short, ``s_per_epoch`` is the measured time per
+    batch times the batches of an epoch (``s_per_epoch_extrapolated`` is True) and the four HR/NDCG figures
+    are ``None``: a partly trained model is not scored.
     """
     from tqdm.auto import tqdm
 
     split = leave_one_out(histories, n_items)
     popularity = item_popularity(split.train, n_items)
+    metrics: dict[str, Any]
     if cfg.model == "popularity":
-        metrics = evaluate(None, split.test, popularity, cfg.max_len)
+        metrics = dict(evaluate(None, split.test, popularity, cfg.max_len))
         valid = evaluate(None, split.valid, popularity, cfg.max_len)
         metrics.update({f"valid_{k}": v for k, v in valid.items()})
         metrics.update(trainable_params=0, peak_mem_mb=0.0, s_per_epoch=0.0)
         return FitResult(None, split, popularity, metrics)
-    model = build_model(cfg, n_items, taps)
+    model = build_model(cfg, n_items, taps, texts, text_encoder)
     windows = training_windows(split.train, cfg.max_len)
     rng = np.random.default_rng(cfg.seed)
     log_q = None
     if cfg.pop_correction:
         log_q = torch.from_numpy(np.log((popularity + 1.0) / (popularity + 1.0).sum())).to(torch.float32)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    tower: Any = model.tower
+    backbone = {id(p) for p in tower.backbone.parameters()} if isinstance(tower, TextFinetuneTower) else set()
+    groups: list[dict[str, Any]] = [
+        {"params": [p for p in model.parameters() if p.requires_grad and id(p) not in backbone]}]
+    if backbone:
+        groups.append({"params": [p for p in model.parameters() if id(p) in backbone], "lr": cfg.encoder_lr})
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = -(-len(windows) // cfg.batch_size)
-    seconds = []
-    with PeakMemory() as mem, tqdm(total=cfg.epochs * steps, desc=f"train {cfg.model}", unit="step",
+    budget = cfg.max_steps if 0 < cfg.max_steps < cfg.epochs * steps else cfg.epochs * steps
+    seconds, done, loss = 0.0, 0, float("nan")
+    with PeakMemory() as mem, tqdm(total=budget, desc=f"train {cfg.model}", unit="step",
                                    disable=not cfg.progress) as bar:
-        for _ in range(cfg.epochs):
-            loss, sec = train_epoch(model, windows, optimizer, rng, cfg.batch_size, log_q, bar.update)
-            seconds.append(sec)
+        while done < budget:
+            n = min(steps, budget - done)
+            loss, sec = train_epoch(model, windows, optimizer, rng, cfg.batch_size, log_q, bar.update, n)
+            seconds, done = seconds + sec, done + n
             bar.set_postfix(loss=f"{loss:.3f}")
-    metrics = evaluate(model, split.test, popularity, cfg.max_len)
-    valid = evaluate(model, split.valid, popularity, cfg.max_len)
-    metrics.update({f"valid_{k}": v for k, v in valid.items()})
+    if done < cfg.epochs * steps:
+        metrics = {"hr@10": None, "ndcg@10": None, "valid_hr@10": None, "valid_ndcg@10": None}
+    else:
+        metrics = dict(evaluate(model, split.test, popularity, cfg.max_len))
+        valid = evaluate(model, split.valid, popularity, cfg.max_len)
+        metrics.update({f"valid_{k}": v for k, v in valid.items()})
     metrics.update(trainable_params=trainable_parameters(model), peak_mem_mb=mem.peak_mb,
-                   s_per_epoch=float(np.mean(seconds)), final_loss=loss)
+                   s_per_epoch=seconds / done * steps if done else 0.0,
+                   s_per_epoch_extrapolated=bool(steps) and done % steps != 0,
+                   epochs_trained=done / steps if steps else 0.0, batches_trained=done, final_loss=loss)
     return FitResult(model, split, popularity, metrics)
 
 
@@ -212,7 +247,7 @@ class CandidateGenerator:
         self.item_table: np.ndarray | None = None
         self.encoder: SASRec | None = None
         self.log_popularity = np.zeros(0, dtype=np.float32)
-        self.metrics: dict[str, float] = {}
+        self.metrics: dict[str, Any] = {}
 
     @property
     def n_items(self) -> int:
@@ -231,12 +266,17 @@ class CandidateGenerator:
             histories, n_items = data.log.user_histories(), data.log.n_items
         if histories is None or n_items is None:
             raise ValueError("fit needs data, or histories and n_items")
-        taps = None
+        taps, texts, text_encoder = None, None, None
+        if cfg.model in ("sidesan", "finetune-text") and data is None:
+            raise ValueError(f"the {cfg.model} model needs data with an item catalogue")
         if cfg.model == "sidesan":
-            if data is None:
-                raise ValueError("the sidesan model needs data with an item catalogue")
+            assert data is not None
             taps = build_taps(data.catalog, cfg, encoders)
-        result = fit_recommender(histories, n_items, cfg, taps)
+        elif cfg.model == "finetune-text":
+            assert data is not None
+            texts, enc = data.catalog.descriptions, (encoders or {}).get("text")
+            text_encoder = enc if isinstance(enc, TextEncoder) else None
+        result = fit_recommender(histories, n_items, cfg, taps, texts, text_encoder)
         self.metrics = result.metrics
         self.log_popularity = np.log1p(result.popularity).astype(np.float32)
         if result.model is not None:
@@ -331,6 +371,27 @@ class CandidateGenerator:
             gen.encoder.eval()
             gen.item_table = state["item_table"].numpy()
         return gen
+
+
+def fit_or_load(cfg: CandidatesConfig, data: LoggedData, folder: str | os.PathLike[str] | None = None, key: str = "",
+                encoders: dict[str, Encoder] | None = None) -> CandidateGenerator:
+    """The generator stored in ``folder`` when it was trained under ``key``, else one trained on ``data``.
+
+    A trained generator is written to ``folder`` as ``generator.pt`` (with ``generator.pt.key`` holding ``key``),
+    ``metrics.json`` (its test HR@10/NDCG@10 and efficiency figures) and ``config.json``.
+    """
+    out = None if folder is None else Path(folder)
+    if out is not None:
+        path, marker = out / "generator.pt", out / "generator.pt.key"
+        if path.exists() and marker.exists() and marker.read_text() == key:
+            return CandidateGenerator.load(path)
+    gen = CandidateGenerator(config=cfg).fit(data, encoders=encoders)
+    if out is not None:
+        gen.save(out / "generator.pt")
+        (out / "metrics.json").write_text(json.dumps(gen.metrics, indent=2))
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        (out / "generator.pt.key").write_text(key)
+    return gen
 
 
 class TopOnePolicy:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
 from ialp.candidates.adapter import SideAdapterNetwork
 
@@ -20,6 +21,7 @@ __all__ = [
     "SASRec",
     "SequentialRecommender",
     "SideItemTower",
+    "TextFinetuneTower",
     "leave_one_out",
     "popularity_scores",
     "rank_metrics",
@@ -173,6 +175,57 @@ class SideItemTower(nn.Module):
         return self.side(self.read(items.numpy()))
 
 
+class TextFinetuneTower(nn.Module):
+    """Item representations from a TRAINABLE text encoder (the ``finetune-text`` comparison, no cache).
+
+    Each item's text runs through ``backbone`` (whose own weights are trained), its last layer is mean-pooled
+    over the attention mask and projected to ``width``. Texts run in length-sorted chunks of ``chunk``; while
+    training each chunk is checkpointed (activations recomputed in the backward pass), so memory is bounded
+    by one chunk rather than by the few thousand distinct items of a batch.
+
+    Args:
+        backbone: A transformers encoder (its parameters are set trainable).
+        token_ids: Per item, its text's token ids (not part of the module's state).
+        width: Output width.
+        pad_id: The tokenizer's padding id.
+        chunk: Texts per encoder pass.
+    """
+
+    joint_items = True
+    """``in_batch_loss`` embeds the distinct input and target items of a batch in one call (one encoder pass)."""
+
+    def __init__(self, backbone: nn.Module, token_ids: Sequence[Sequence[int]], width: int, pad_id: int = 0,
+                 chunk: int = 64) -> None:
+        super().__init__()
+        self.backbone = backbone.requires_grad_(True)
+        self.token_ids = [np.asarray(t, dtype=np.int64) for t in token_ids]
+        self.pad_id, self.chunk = pad_id, chunk
+        config: Any = backbone.config
+        self.proj = nn.Linear(int(config.hidden_size), width)
+
+    def _pooled(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        last = self.backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+        m = mask.unsqueeze(-1).to(last.dtype)
+        return (last * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        flat = items.reshape(-1).numpy()
+        texts = [self.token_ids[i] for i in flat]
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        parts, grad = [], torch.is_grad_enabled() and self.training
+        for s in range(0, len(order), self.chunk):
+            rows = order[s : s + self.chunk]
+            ids = torch.full((len(rows), max(len(texts[i]) for i in rows)), self.pad_id, dtype=torch.int64)
+            mask = torch.zeros_like(ids)
+            for j, i in enumerate(rows):
+                ids[j, : len(texts[i])] = torch.from_numpy(texts[i])
+                mask[j, : len(texts[i])] = 1
+            pooled = checkpoint(self._pooled, ids, mask, use_reentrant=False) if grad else self._pooled(ids, mask)
+            parts.append(pooled)
+        pooled_all = torch.cat(parts)[torch.from_numpy(np.argsort(order, kind="stable"))]
+        return self.proj(pooled_all).reshape(*items.shape, -1)
+
+
 class SASRec(nn.Module):
     """Causal transformer over a left-padded sequence of item vectors (SASRec-style, pre-LayerNorm).
 
@@ -265,11 +318,16 @@ def in_batch_loss(model: SequentialRecommender, inputs: torch.Tensor, targets: t
     minus ``log q(item)`` (the item's sampling probability as an in-batch negative), so that popular items are
     not over-penalised as negatives.
     """
-    states = model.encode_sequences(inputs)
     valid = targets >= 0
-    h = states[valid]
     uniq, label = torch.unique(targets[valid], return_inverse=True)
-    logits = h @ model.embed(uniq).T / model.temperature
+    if getattr(model.tower, "joint_items", False):  # one tower call for input and target items
+        present = torch.unique(torch.cat([inputs[inputs >= 0], uniq]))
+        vectors = model.embed(present)
+        table = vectors.new_zeros(int(present[-1]) + 1, vectors.shape[1]).index_copy(0, present, vectors)
+        h, target_vectors = model.encode_sequences(inputs, table)[valid], table[uniq]
+    else:
+        h, target_vectors = model.encode_sequences(inputs)[valid], model.embed(uniq)
+    logits = h @ target_vectors.T / model.temperature
     if log_q is not None:
         logits = logits - log_q[uniq]
     return F.cross_entropy(logits, label)
@@ -277,8 +335,8 @@ def in_batch_loss(model: SequentialRecommender, inputs: torch.Tensor, targets: t
 
 def train_epoch(model: SequentialRecommender, windows: np.ndarray, optimizer: torch.optim.Optimizer,
                 rng: np.random.Generator, batch_size: int = 128, log_q: torch.Tensor | None = None,
-                progress: Callable[[int], object] | None = None) -> tuple[float, float]:
-    """One pass over the training windows in random order.
+                progress: Callable[[int], object] | None = None, max_batches: int | None = None) -> tuple[float, float]:
+    """One pass over the training windows in random order (or its first ``max_batches`` batches).
 
     Returns:
         (mean loss, seconds).
@@ -286,7 +344,7 @@ def train_epoch(model: SequentialRecommender, windows: np.ndarray, optimizer: to
     model.train()
     order = rng.permutation(len(windows))
     start, losses = time.perf_counter(), []
-    for s in range(0, len(order), batch_size):
+    for s in range(0, len(order), batch_size)[:max_batches]:
         w = torch.from_numpy(windows[order[s : s + batch_size]])
         loss = in_batch_loss(model, w[:, :-1], w[:, 1:], log_q)
         optimizer.zero_grad(set_to_none=True)

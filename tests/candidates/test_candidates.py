@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
+import json
 import pickle
 from pathlib import Path
 
@@ -28,7 +31,7 @@ from ialp.candidates import (
 )
 from ialp.candidates.cli import add_candidates_parser
 from ialp.candidates.config import ConfigError, load_candidates_config
-from ialp.candidates.generator import TopOnePolicy, build_model, fit_recommender
+from ialp.candidates.generator import TopOnePolicy, build_model, fit_recommender, trainable_parameters
 from ialp.candidates.sequential import SideItemTower, in_batch_loss, leave_one_out
 
 MOVIELENS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "movielens"
@@ -244,3 +247,90 @@ def test_side_item_tower_reads_memmapped_rows(tmp_path: Path) -> None:
     tower = SideItemTower({"text": [np.load(tmp_path / "t.npy", mmap_mode="r")]}, 6, bottleneck=2)
     assert tower(torch.tensor([3, 1])).shape == (2, 6)
     assert not any("taps" in k for k in tower.state_dict())
+
+
+def test_finetune_text_trains_the_encoder_itself(tiny_text: TextEncoder, tmp_path: Path) -> None:
+    texts = _texts(30)
+    cfg = CandidatesConfig(model="finetune-text", width=16, n_heads=2, max_len=8, bottleneck=4, text_chunk=7)
+    model = build_model(cfg, 30, None, texts, tiny_text)
+    seq = torch.randint(0, 30, (4, 9))
+    in_batch_loss(model, seq[:, :-1], seq[:, 1:], None).backward()
+    backbone = list(model.tower.backbone.parameters())  # type: ignore[union-attr]
+    assert all(p.requires_grad for p in backbone)
+    assert sum(float(p.grad.abs().sum()) for p in backbone if p.grad is not None) > 0  # gradients reach it
+    assert all(not p.requires_grad for p in tiny_text.model.parameters())  # the shared encoder stays frozen
+    taps = HiddenStateCache(tmp_path).get(tiny_text, texts, range(tiny_text.n_layers))
+    side = build_model(dataclasses.replace(cfg, model="sidesan"), 30, {"text": taps})
+    assert trainable_parameters(model) > trainable_parameters(side) > 0
+    # chunked, length-sorted encoding gives each item its own vector, in order
+    model.eval()
+    with torch.no_grad():
+        one = model.tower(torch.tensor([5]))  # type: ignore[operator]
+        many = model.tower(torch.tensor([[3, 5], [29, 0]]))  # type: ignore[operator]
+    assert many.shape == (2, 2, 16) and torch.allclose(many[0, 1], one[0], atol=1e-5)
+
+
+def test_finetune_text_cut_short_is_measured_not_scored(tiny_text: TextEncoder) -> None:
+    histories = _rule_histories(40, 30, 8)
+    cfg = CandidatesConfig(model="finetune-text", epochs=2, max_steps=1, text_chunk=16, **{**FAST, "batch_size": 8})
+    before = copy.deepcopy(tiny_text.model.state_dict())
+    result = fit_recommender(histories, 30, cfg, texts=_texts(30), text_encoder=tiny_text)
+    m = result.metrics
+    assert m["hr@10"] is None and m["ndcg@10"] is None and m["batches_trained"] == 1
+    assert m["s_per_epoch_extrapolated"] and m["s_per_epoch"] > 0 and m["trainable_params"] > 0
+    assert result.model is not None
+    trained = result.model.tower.backbone.state_dict()  # type: ignore[union-attr]
+    assert any(not torch.equal(trained[k], v) for k, v in before.items())  # one step moved the encoder's weights
+    assert all(torch.equal(tiny_text.model.state_dict()[k], v) for k, v in before.items())
+
+
+RUN_TINY = ["llm.backend=oracle", f"env.kwargs={{data_dir: {MOVIELENS / 'ml-latest-small'}}}", "distill.queries=30",
+            "reward.epochs=5", "reward.hidden=8", "agent.net_arch=[8]", "agent.num_envs=4",
+            "pretrain.total_timesteps=64", "online.total_timesteps=64", "eval.users=4", "eval.seeds=[0]",
+            "methods=[random, oracle-greedy, a2c-scratch, ialp]"]
+CANDIDATES = ("candidates={model: sasrec-id, k: 10, epochs: 1, width: 16, n_layers: 1, n_heads: 1, max_len: 10, "
+              "batch_size: 256, progress: false}")
+
+
+def test_run_with_candidates_section_trains_stores_and_reuses_the_generator(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ialp.agents.distill import build_world
+    from ialp.cli import main
+    from ialp.config import load_config
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "movielens.yaml"
+    args = ["run", str(config), "--out", str(tmp_path),
+            *(a for s in (*RUN_TINY, CANDIDATES) for a in ("--set", s))]
+    assert main(args) == 0
+    folder = tmp_path / "candidates"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert 0.0 <= metrics["hr@10"] <= 1.0 and 0.0 <= metrics["ndcg@10"] <= metrics["hr@10"]
+    gen = CandidateGenerator.load(folder / "generator.pt")
+    assert gen.k == 10 and gen.item_table is not None
+    assert "Candidate generator `sasrec-id`" in (tmp_path / "summary.md").read_text()
+    # the environments of the run act on the generator's top 10
+    cfg = load_config(tmp_path / "config.yaml")
+    world = build_world(cfg, candidates_dir=folder)
+    assert isinstance(world.env_kwargs["candidates"], CandidateGenerator)
+    for venv in (world.target_env(2, 0), world.offline_env(2, 0)):
+        assert venv.action_space == gym.spaces.Discrete(10) and venv.reset()["candidates"].shape[:2] == (2, 10)
+    # a rerun loads the stored generator (same file, not retrained) and skips the finished stages
+    stamp = (folder / "generator.pt").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(args) == 0
+    assert (folder / "generator.pt").stat().st_mtime_ns == stamp
+
+
+def test_experiment_config_candidates_section() -> None:
+    from ialp.config import ConfigError, load_config
+
+    assert load_config().candidates_config() is None  # default: no candidate generator
+    cfg = load_config(overrides=["candidates={model: sidesan, modalities: [text], k: 50}", "methods=[random]"])
+    cc = cfg.candidates_config()
+    assert cc is not None and (cc.model, cc.k) == ("sidesan", 50)
+    with pytest.raises(ConfigError, match=r"candidates\.model"):
+        load_config(overrides=["candidates={model: bert4rec}"])
+    with pytest.raises(ConfigError, match="whole catalogue"):
+        load_config(overrides=["candidates={k: 5}", "methods=[random, ucb]"])
+    with pytest.raises(ConfigError, match="both set"):
+        load_config(overrides=["candidates={k: 5}", "env.kwargs={candidates: 5}", "methods=[random]"])
