@@ -42,7 +42,8 @@ class LeaveRule(ABC):
 class TagOverlapLeave(LeaveRule):
     """Quit when the new item shares a tag with more than ``threshold`` of the last ``window`` items.
 
-    This is the KuaiEnv/DORL exit rule: seeing the same kind of content again and again bores users.
+    This is the KuaiEnv/DORL exit rule: seeing the same kind of content again and again bores users. An item
+    always counts as overlapping with itself, so repeating an untagged item cannot dodge the rule.
     """
 
     window: int = 5
@@ -52,7 +53,8 @@ class TagOverlapLeave(LeaveRule):
                history: np.ndarray) -> np.ndarray:
         recent = history[:, -self.window:]
         bits = model.tag_bits
-        shared = (bits[np.maximum(recent, 0)] & bits[items][:, None, :]).any(axis=2) & (recent >= 0)
+        shared = (bits[np.maximum(recent, 0)] & bits[items][:, None, :]).any(axis=2) | (recent == items[:, None])
+        shared &= recent >= 0
         return np.asarray(shared.sum(axis=1) > self.threshold)
 
 

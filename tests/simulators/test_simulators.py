@@ -101,6 +101,13 @@ def test_tag_overlap_rule_counts_shared_tags_in_the_window() -> None:
     assert out.tolist() == [True, False, False]
 
 
+def test_tag_overlap_rule_counts_a_repeated_untagged_item() -> None:
+    model = _tagged_model([(), ("a",)], np.eye(2))
+    rule = TagOverlapLeave(window=3, threshold=2)
+    out = rule.leaves(model, {}, np.array([0, 1]), np.zeros(2), np.array([[0, 0, 0], [0, 0, 0]]))
+    assert out.tolist() == [True, False]
+
+
 def test_tag_overlap_rule_handles_more_than_64_tags() -> None:
     tags = [(f"t{i}",) for i in range(70)] + [("t69",)]
     model = _tagged_model(tags, np.zeros((71, 2)))
