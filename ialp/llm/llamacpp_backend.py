@@ -8,6 +8,7 @@ has a template gets its chat format. Loaded models are shared by every backend i
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 import time
@@ -67,6 +68,15 @@ def _load(path: Path, n_ctx: int, n_threads: int, seed: int) -> tuple[Any, threa
 def release_models() -> None:
     """Forget every loaded model (memory is freed once no backend holds one)."""
     with _MODELS_LOCK:
+        _MODELS.clear()
+
+
+@atexit.register
+def _close_models() -> None:
+    """Free loaded models while the interpreter is still intact (llama.cpp's own finaliser fails at shutdown)."""
+    with _MODELS_LOCK:
+        for llm, _ in _MODELS.values():
+            llm.close()
         _MODELS.clear()
 
 
