@@ -138,11 +138,16 @@ class OnlineConfig:
 
 @dataclass
 class EvalConfig:
-    """Held-out users (their seeds never used in training) and the training seeds."""
+    """Held-out users (their seeds never used in training) and the training seeds.
+
+    ``deterministic``: learned policies act by argmax (default); ``false`` samples actions from the policy, as
+    it does online. Argmax actor-critic policies tend to repeat one item, which repetition-averse users punish.
+    """
 
     users: int = 500
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     user_seed_offset: int = 1_000_000
+    deterministic: bool = True
 
 
 @dataclass

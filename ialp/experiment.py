@@ -247,6 +247,7 @@ class Pipeline:
         from ialp.agents.ialp import load
 
         cfg, world = self.cfg, self.world
+        det = cfg.eval.deterministic
         steps, tb = cfg.online.total_timesteps, str(self.out / "tb")
         if method == "random":
             return RandomPolicy(seed), None
@@ -267,7 +268,7 @@ class Pipeline:
             recorder = RecorderCallback(venv)
             every = 4 if method == "dqn-scratch" else log_interval(steps, venv.num_envs, model.n_steps)
             model.learn(steps, callback=recorder, tb_log_name=f"{method}_s{seed}", log_interval=every)
-            return SB3Policy(model), recorder.log
+            return SB3Policy(model, det), recorder.log
         if method == "bc":
             return self._bc(seed), None
         assert variant is not None
@@ -276,17 +277,17 @@ class Pipeline:
         pretrained = load(cfg.agent.algo, ckpt)
         if method == "a-ialp-ft":
             model, episodes = finetune(pretrained, venv, steps, tb_name=f"{method}_s{seed}")
-            return SB3Policy(model), episodes
+            return SB3Policy(model, det), episodes
         if method == "a-ialp-ap":
             learner = sb3_model("a2c", venv, cfg.agent, seed, None)
             blend = AdaptiveBlend(pretrained, learner, cfg.online.ap_floor, cfg.online.ap_temperature,
-                                  cfg.online.ap_step, cfg.online.ap_min_episodes, seed)
+                                  cfg.online.ap_step, cfg.online.ap_min_episodes, seed, deterministic=det)
             with self._writer(f"{method}_s{seed}") as w:
                 episodes = blend.learn(venv, steps, cfg.agent.n_steps, cfg.agent.gamma, cfg.agent.ent_coef, writer=w)
             blend.save(self.out / "runs" / f"{method}_s{seed}")
             return blend, episodes
         # ialp, ialp-oracle, ialp-logonly: the frozen pretrained policy; its online curve for reference
-        policy = SB3Policy(pretrained)
+        policy = SB3Policy(pretrained, det)
         return policy, _rollout(policy, venv, steps)
 
     def _bc(self, seed: int) -> Policy:
@@ -301,7 +302,7 @@ class Pipeline:
         weights = (states.next_feedback >= np.median(states.next_feedback)).astype(np.float64)
         model = sb3_model(self.cfg.agent.algo, self._online_env(seed), self.cfg.agent, seed, None)
         behaviour_cloning(model, obs, states.next_items, weights, seed=seed)
-        return SB3Policy(model)
+        return SB3Policy(model, self.cfg.eval.deterministic)
 
     # ----------------------------------------------------------------------------------------- all
     def run(self) -> list[dict[str, Any]]:

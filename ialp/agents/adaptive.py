@@ -57,13 +57,15 @@ class AdaptiveBlend:
         learner: A fresh SB3 ``A2C`` (its policy and optimiser are used; ``learn`` is not).
         floor, temperature, step, min_episodes: The gate's hyperparameters (``online.ap_*``).
         seed: Seed of the gate's coin flips.
+        deterministic: Whether the deployed arm acts by argmax when evaluated.
     """
 
     PRE, LEARN = 0, 1
 
     def __init__(self, pretrained: Any, learner: Any, floor: float = 0.1, temperature: float = 0.1,
-                 step: float = 0.05, min_episodes: int = 10, seed: int = 0) -> None:
+                 step: float = 0.05, min_episodes: int = 10, seed: int = 0, deterministic: bool = True) -> None:
         self.pretrained, self.learner = pretrained, learner
+        self.deterministic = deterministic
         for p in pretrained.policy.parameters():
             p.requires_grad_(False)
         self.floor, self.temperature, self.step, self.min_episodes = floor, temperature, step, min_episodes
@@ -190,9 +192,9 @@ class AdaptiveBlend:
         return int(self.estimate.argmax())
 
     def act(self, obs: dict[str, np.ndarray], venv: BatchedRecEnv) -> np.ndarray:
-        """Deterministic actions of the deployed arm (``ialp.eval.Policy`` protocol)."""
+        """Actions of the deployed arm (``ialp.eval.Policy`` protocol), argmax unless ``deterministic=False``."""
         model = self.pretrained if self.best == self.PRE else self.learner
-        actions, _ = model.predict(obs, deterministic=True)
+        actions, _ = model.predict(obs, deterministic=self.deterministic)
         return np.asarray(actions, dtype=np.int64)
 
     def save(self, folder: str | Path) -> None:
