@@ -7,9 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ialp.config import ConfigError, _build, _set
+from ialp.config import ConfigError, _build, _set, read_yaml_mapping
 
 __all__ = ["MODALITIES", "MODELS", "CandidatesConfig", "load_candidates_config"]
 
@@ -113,15 +111,7 @@ class CandidatesConfig:
 
 def load_candidates_config(path: str | Path | None = None, overrides: list[str] | None = None) -> CandidatesConfig:
     """Read the ``candidates:`` section of a YAML file (or the defaults), apply ``candidates.KEY=VALUE`` overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
-        data = dict(loaded or {})
+    data = read_yaml_mapping(path)
     for assignment in overrides or []:
         _set(data, assignment if assignment.startswith("candidates.") else f"candidates.{assignment}")
     section = data.get("candidates", {})

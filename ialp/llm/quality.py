@@ -69,13 +69,11 @@ def load_llm_config(path: str | os.PathLike[str] | None = None, overrides: Seque
     Raises:
         ValueError: Unknown field or a value of the wrong type, naming the field and what is allowed.
     """
+    from ialp.config import read_yaml_mapping
+
     data: dict[str, Any] = {}
     if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: not valid YAML: {exc}") from None
-        section = loaded.get("llm", {}) if isinstance(loaded, dict) else None
+        section = read_yaml_mapping(path).get("llm", {})
         if not isinstance(section, dict):
             raise ValueError(f"{path}: expected a mapping with an 'llm:' section")
         data.update(section)
