@@ -27,8 +27,10 @@ lint: install
 test: lint
 	$(BIN)/pytest -q
 
+MOVIELENS ?= $(wildcard ../shared/data/movielens/ml-latest-small)
+
 bench: install
-	$(BIN)/ialp bench env
+	$(BIN)/ialp bench env $(if $(MOVIELENS),--data-dir $(MOVIELENS))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
