@@ -191,9 +191,11 @@ LOSSES = ("listwise", "pairwise", "pointwise")
 MODES = ("choice", "score")
 METHODS = ("random", "popularity", "greedy-mf", "oracle-greedy", "eps-greedy", "ucb", "bc",
            "a2c-scratch", "ppo-scratch", "dqn-scratch", "ialp", "a-ialp-ft", "a-ialp-ap", "ialp-oracle",
-           "ialp-logonly")
+           "ialp-logonly", "candidates-top1")
 #: Methods that act on the whole catalogue, so not with a candidate generator.
 CATALOGUE_METHODS = ("popularity", "greedy-mf", "eps-greedy", "ucb", "bc")
+#: Methods that need a candidate generator (the ``candidates`` section).
+GENERATOR_METHODS = ("candidates-top1",)
 
 
 def _build(cls: type[T], data: Any, where: str) -> T:
@@ -253,7 +255,11 @@ def _validate(cfg: ExperimentConfig) -> ExperimentConfig:
     bad = [m for m in cfg.methods if m not in METHODS]
     if bad:
         raise ConfigError(f"methods: {bad} not among {METHODS}")
-    if cfg.candidates_config() is not None:
+    if cfg.candidates_config() is None:
+        bad = [m for m in cfg.methods if m in GENERATOR_METHODS]
+        if bad:
+            raise ConfigError(f"methods: {bad} need a candidate generator; add a candidates section")
+    else:
         if "candidates" in cfg.env.kwargs:
             raise ConfigError("env.kwargs.candidates and the candidates section are both set; keep one")
         bad = [m for m in cfg.methods if m in CATALOGUE_METHODS]

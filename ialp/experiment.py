@@ -44,7 +44,7 @@ from ialp.simulators.leave import make_leave_rule
 PRETRAINED = {"ialp": "llm", "a-ialp-ft": "llm", "a-ialp-ap": "llm", "ialp-oracle": "oracle",
               "ialp-logonly": "logonly"}
 #: Methods without an online phase (their results do not depend on the ``online`` section).
-OFFLINE_ONLY = ("random", "oracle-greedy", "popularity", "greedy-mf", "bc")
+OFFLINE_ONLY = ("random", "oracle-greedy", "popularity", "greedy-mf", "bc", "candidates-top1")
 #: Online episodes averaged into ``online_first`` / ``online_last``.
 CURVE_EDGE = 50
 
@@ -255,6 +255,10 @@ class Pipeline:
             return OraclePolicy(), None
         if method == "popularity":
             return baselines.PopularityPolicy(world.log.items, world.log.feedback, world.target.n_items), None
+        if method == "candidates-top1":  # the candidate generator alone: always its best proposal (action 0)
+            from ialp.candidates import TopOnePolicy
+
+            return SB3Policy(TopOnePolicy()), None
         if method == "greedy-mf":
             return baselines.GreedyMFPolicy(world.offline.base.mf), None  # type: ignore[attr-defined]
         if method in ("eps-greedy", "ucb"):

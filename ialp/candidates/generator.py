@@ -294,7 +294,8 @@ class CandidateGenerator:
             raise RuntimeError("the generator has no trained model (fit or load one, or use model=popularity)")
         hist = np.asarray(history, dtype=np.int64)
         seqs = [row[row >= 0] for row in hist]
-        padded = pad_left(seqs, self.encoder.max_len)
+        # Positions are right-aligned and empty keys are masked, so trimming the common left padding changes nothing
+        padded = pad_left(seqs, max(1, min(self.encoder.max_len, max((len(s) for s in seqs), default=1))))
         with torch.no_grad():
             table = torch.from_numpy(self.item_table)
             pad = torch.from_numpy(padded < 0)

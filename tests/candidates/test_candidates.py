@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import csv
 import dataclasses
 import json
 import pickle
@@ -171,6 +172,19 @@ def test_generator_candidates_exclude_and_roundtrip(synthetic_generator: Candida
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(gen)).candidates(hist), gen.candidates(hist))
 
 
+def test_generator_user_vectors_ignore_left_padding(synthetic_generator: CandidateGenerator) -> None:
+    gen = synthetic_generator
+    assert gen.encoder is not None and gen.item_table is not None
+    short = np.array([[-1, -1, 3, 10], [-1, 7, 8, 9]])
+    full = np.full((2, gen.encoder.max_len), -1)
+    full[:, -4:] = short
+    with torch.no_grad():  # the encoder over the full max_len window, as trained
+        table = torch.from_numpy(gen.item_table)
+        states = gen.encoder(table[torch.from_numpy(full).clamp_min(0)], torch.from_numpy(full < 0))[:, -1]
+    expected = torch.nn.functional.normalize(states, dim=-1).numpy()
+    np.testing.assert_allclose(gen.user_vectors(short), expected, atol=1e-5)
+
+
 def test_generator_drives_environment(synthetic_generator: CandidateGenerator) -> None:
     env = gym.make("ialp/Synthetic-v0", n_items=200, candidates=synthetic_generator)
     assert env.action_space == gym.spaces.Discrete(5)
@@ -299,10 +313,15 @@ def test_run_with_candidates_section_trains_stores_and_reuses_the_generator(
     from ialp.config import load_config
 
     config = Path(__file__).resolve().parents[2] / "configs" / "movielens.yaml"
+    methods = "methods=[random, candidates-top1, a2c-scratch, ialp]"
     args = ["run", str(config), "--out", str(tmp_path),
-            *(a for s in (*RUN_TINY, CANDIDATES) for a in ("--set", s))]
+            *(a for s in (*RUN_TINY, CANDIDATES, methods) for a in ("--set", s))]
     assert main(args) == 0
     folder = tmp_path / "candidates"
+    with open(tmp_path / "results.csv") as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"random", "candidates-top1", "a2c-scratch", "ialp"}
+    assert float(rows["candidates-top1"]["length"]) >= 1.0  # the generator's top-1 was played as a policy
     metrics = json.loads((folder / "metrics.json").read_text())
     assert 0.0 <= metrics["hr@10"] <= 1.0 and 0.0 <= metrics["ndcg@10"] <= metrics["hr@10"]
     gen = CandidateGenerator.load(folder / "generator.pt")
@@ -332,5 +351,7 @@ def test_experiment_config_candidates_section() -> None:
         load_config(overrides=["candidates={model: bert4rec}"])
     with pytest.raises(ConfigError, match="whole catalogue"):
         load_config(overrides=["candidates={k: 5}", "methods=[random, ucb]"])
+    with pytest.raises(ConfigError, match="need a candidate generator"):
+        load_config(overrides=["methods=[random, candidates-top1]"])
     with pytest.raises(ConfigError, match="both set"):
         load_config(overrides=["candidates={k: 5}", "env.kwargs={candidates: 5}", "methods=[random]"])
