@@ -45,6 +45,8 @@ class CandidatesConfig:
         weight_decay: AdamW weight decay.
         encoder_lr: ``finetune-text``: learning rate of the text encoder's own weights.
         text_chunk: ``finetune-text``: item texts per encoder pass (each pass is checkpointed, bounding memory).
+        patience: Early stopping: stop once validation NDCG@10 has not improved for this many epochs and keep the
+            best epoch's weights (0: train all ``epochs``).
         max_steps: Stop training after this many batches (0: all ``epochs``); a model stopped early is not
             evaluated (its HR/NDCG are ``None``) and its ``s_per_epoch`` is extrapolated from the batches run.
         seed: Seed of initialisation and batching.
@@ -75,6 +77,7 @@ class CandidatesConfig:
     weight_decay: float = 0.0
     encoder_lr: float = 5e-5
     text_chunk: int = 64
+    patience: int = 0
     max_steps: int = 0
     seed: int = 0
     cache_dir: str = ""
@@ -104,8 +107,9 @@ class CandidatesConfig:
             raise ConfigError(f"candidates.width: {self.width} is not divisible by n_heads={self.n_heads}")
         if not 0.0 <= self.dropout < 1.0 or self.temperature <= 0 or self.lr <= 0 or self.encoder_lr <= 0:
             raise ConfigError("candidates: need 0 <= dropout < 1, temperature > 0, lr > 0 and encoder_lr > 0")
-        if self.max_steps < 0:
-            raise ConfigError(f"candidates.max_steps: must be >= 0, got {self.max_steps}")
+        for name in ("max_steps", "patience"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"candidates.{name}: must be >= 0, got {getattr(self, name)}")
         return self
 
 

@@ -176,7 +176,9 @@ def fit_recommender(histories: Sequence[np.ndarray], n_items: int, cfg: Candidat
 
     Metrics: ``hr@10``, ``ndcg@10`` (test), ``valid_hr@10``, ``valid_ndcg@10``, ``trainable_params``,
     ``peak_mem_mb`` (peak resident-memory growth while training), ``s_per_epoch``, ``epochs_trained``,
-    ``batches_trained``. With ``cfg.max_steps`` cutting training short, ``s_per_epoch`` is the measured time per
+    ``batches_trained``, ``best_epoch``, ``valid_ndcg_curve``. With ``cfg.patience``, validation NDCG@10 is checked
+    after every epoch,
+    training stops once it has not improved for ``patience`` epochs and the best epoch's weights are kept. With ``cfg.max_steps`` cutting training short, ``s_per_epoch`` is the measured time per
     batch times the batches of an epoch (``s_per_epoch_extrapolated`` is True) and the four HR/NDCG figures
     are ``None``: a partly trained model is not scored.
     """
@@ -207,6 +209,8 @@ def fit_recommender(histories: Sequence[np.ndarray], n_items: int, cfg: Candidat
     steps = -(-len(windows) // cfg.batch_size)
     budget = cfg.max_steps if 0 < cfg.max_steps < cfg.epochs * steps else cfg.epochs * steps
     seconds, done, loss = 0.0, 0, float("nan")
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None  # (valid NDCG@10, epoch, state) when early stopping
+    curve: list[float] = []
     with PeakMemory() as mem, tqdm(total=budget, desc=f"train {cfg.model}", unit="step",
                                    disable=not cfg.progress) as bar:
         while done < budget:
@@ -214,7 +218,17 @@ def fit_recommender(histories: Sequence[np.ndarray], n_items: int, cfg: Candidat
             loss, sec = train_epoch(model, windows, optimizer, rng, cfg.batch_size, log_q, bar.update, n)
             seconds, done = seconds + sec, done + n
             bar.set_postfix(loss=f"{loss:.3f}")
-    if done < cfg.epochs * steps:
+            if cfg.patience and n == steps:
+                epoch, ndcg = done // steps, evaluate(model, split.valid, popularity, cfg.max_len)["ndcg@10"]
+                curve.append(ndcg)
+                if best is None or ndcg > best[0]:
+                    best = (ndcg, epoch, copy.deepcopy(model.state_dict()))
+                bar.set_postfix(loss=f"{loss:.3f}", valid_ndcg=f"{ndcg:.4f}", best_epoch=best[1])
+                if epoch - best[1] >= cfg.patience:
+                    break
+    if best is not None:
+        model.load_state_dict(best[2])
+    if budget < cfg.epochs * steps:  # cut short by max_steps: measured, not scored
         metrics = {"hr@10": None, "ndcg@10": None, "valid_hr@10": None, "valid_ndcg@10": None}
     else:
         metrics = dict(evaluate(model, split.test, popularity, cfg.max_len))
@@ -223,7 +237,8 @@ def fit_recommender(histories: Sequence[np.ndarray], n_items: int, cfg: Candidat
     metrics.update(trainable_params=trainable_parameters(model), peak_mem_mb=mem.peak_mb,
                    s_per_epoch=seconds / done * steps if done else 0.0,
                    s_per_epoch_extrapolated=bool(steps) and done % steps != 0,
-                   epochs_trained=done / steps if steps else 0.0, batches_trained=done, final_loss=loss)
+                   epochs_trained=done / steps if steps else 0.0, batches_trained=done, final_loss=loss,
+                   best_epoch=best[1] if best is not None else None, valid_ndcg_curve=curve)
     return FitResult(model, split, popularity, metrics)
 
 

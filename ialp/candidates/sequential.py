@@ -191,9 +191,6 @@ class TextFinetuneTower(nn.Module):
         chunk: Texts per encoder pass.
     """
 
-    joint_items = True
-    """``in_batch_loss`` embeds the distinct input and target items of a batch in one call (one encoder pass)."""
-
     def __init__(self, backbone: nn.Module, token_ids: Sequence[Sequence[int]], width: int, pad_id: int = 0,
                  chunk: int = 64) -> None:
         super().__init__()
@@ -277,18 +274,12 @@ class SequentialRecommender(nn.Module):
         """Normalised item vectors for item indices."""
         return F.normalize(self.tower(items), dim=-1)
 
-    def encode_sequences(self, seq: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+    def encode_sequences(self, seq: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         """Normalised user states after each position of a left-padded (-1) sequence, (B, T, d).
 
-        Item vectors come from ``table`` (all items) when given, else from the tower for the items present.
+        ``table`` holds the item vectors (row i: item i; rows of items absent from ``seq`` are never read).
         """
-        pad = seq < 0
-        if table is None:
-            uniq, inverse = torch.unique(seq.clamp_min(0), return_inverse=True)
-            vectors = self.embed(uniq)[inverse]
-        else:
-            vectors = table[seq.clamp_min(0)]
-        return F.normalize(self.encoder(vectors, pad), dim=-1)
+        return F.normalize(self.encoder(table[seq.clamp_min(0)], seq < 0), dim=-1)
 
     @torch.no_grad()
     def item_table(self, n_items: int, chunk: int = 4096) -> torch.Tensor:
@@ -320,13 +311,11 @@ def in_batch_loss(model: SequentialRecommender, inputs: torch.Tensor, targets: t
     """
     valid = targets >= 0
     uniq, label = torch.unique(targets[valid], return_inverse=True)
-    if getattr(model.tower, "joint_items", False):  # one tower call for input and target items
-        present = torch.unique(torch.cat([inputs[inputs >= 0], uniq]))
-        vectors = model.embed(present)
-        table = vectors.new_zeros(int(present[-1]) + 1, vectors.shape[1]).index_copy(0, present, vectors)
-        h, target_vectors = model.encode_sequences(inputs, table)[valid], table[uniq]
-    else:
-        h, target_vectors = model.encode_sequences(inputs)[valid], model.embed(uniq)
+    # One tower call for the distinct input and target items (they overlap: targets are the inputs shifted by one)
+    present = torch.unique(torch.cat([inputs[inputs >= 0], uniq]))
+    vectors = model.embed(present)
+    table = vectors.new_zeros(int(present[-1]) + 1, vectors.shape[1]).index_copy(0, present, vectors)
+    h, target_vectors = model.encode_sequences(inputs, table)[valid], table[uniq]
     logits = h @ target_vectors.T / model.temperature
     if log_q is not None:
         logits = logits - log_q[uniq]

@@ -151,6 +151,17 @@ def test_learns_synthetic_next_item_rule(model: str) -> None:
     assert metrics["trainable_params"] > 0 and metrics["s_per_epoch"] > 0
 
 
+def test_early_stopping_keeps_the_best_validation_epoch() -> None:
+    histories = _rule_histories(200, 60, 10)
+    cfg = CandidatesConfig(model="sasrec-id", epochs=40, patience=2, **{**FAST, "lr": 2e-2})
+    m = fit_recommender(histories, 60, cfg).metrics
+    curve = m["valid_ndcg_curve"]
+    assert len(curve) == m["epochs_trained"] and m["best_epoch"] == int(np.argmax(curve)) + 1
+    assert len(curve) == 40 or len(curve) - m["best_epoch"] == 2  # stopped two epochs after the best
+    assert m["valid_ndcg@10"] == pytest.approx(max(curve), abs=1e-9)  # the best epoch's weights were restored
+    assert m["hr@10"] is not None
+
+
 @pytest.fixture(scope="module")
 def synthetic_generator() -> CandidateGenerator:
     histories = _rule_histories(200, 200, 10)
