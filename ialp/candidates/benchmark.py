@@ -37,7 +37,8 @@ def evaluate_models(data_dir: str | PathLike[str], seeds: int = 3, base: Candida
     Returns:
         Model name -> means over seeds of ``hr@10``, ``ndcg@10`` (``None`` when not scored), ``trainable_params``,
         ``peak_mem_mb``, ``s_per_epoch``, plus ``hr@10_std``, ``ndcg@10_std``, ``seeds``,
-        ``s_per_epoch_extrapolated``, ``batches_measured`` and ``epochs_trained``.
+        ``s_per_epoch_extrapolated``, ``batches_measured``, ``epochs_trained`` (mean) and ``best_epoch`` (mean; ``None``
+        without early stopping).
     """
     from ialp.data import load_dataset
 
@@ -66,7 +67,9 @@ def evaluate_models(data_dir: str | PathLike[str], seeds: int = 3, base: Candida
         row["seeds"] = len(runs)
         row["s_per_epoch_extrapolated"] = any(r.get("s_per_epoch_extrapolated", False) for r in runs)
         row["batches_measured"] = int(runs[0].get("batches_trained", 0))
-        row["epochs_trained"] = float(runs[0].get("epochs_trained", 0.0))
+        row["epochs_trained"] = float(np.mean([r.get("epochs_trained", 0.0) for r in runs]))
+        best = [r.get("best_epoch") for r in runs]
+        row["best_epoch"] = None if None in best else float(np.mean(best))  # type: ignore[arg-type]
         if row["hr@10"] is None:
             row["note"] = (f"trained {row['batches_measured']} batches ({row['epochs_trained']:.2f} of "
                            f"{base.epochs} epochs) to measure cost only; not scored (pass --finetune-batches 0 "
@@ -77,14 +80,14 @@ def evaluate_models(data_dir: str | PathLike[str], seeds: int = 3, base: Candida
 
 def format_table(result: dict[str, dict[str, Any]]) -> str:
     """A Markdown table of ``evaluate_models``' result."""
-    lines = ["| model | HR@10 | NDCG@10 | trainable params | peak mem (MiB) | s/epoch | seeds |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| model | HR@10 | NDCG@10 | trainable params | peak mem (MiB) | s/epoch | epochs | seeds |",
+             "|---|---|---|---|---|---|---|---|"]
     notes = []
     for name, r in result.items():
         hr, ndcg = (f"{r[f]:.4f} ± {r[f + '_std']:.4f}" if r[f] is not None else "n/a" for f in ("hr@10", "ndcg@10"))
         star = "*" if r.get("s_per_epoch_extrapolated") else ""
         lines.append(f"| {name} | {hr} | {ndcg} | {r['trainable_params']:,} | {r['peak_mem_mb']:.0f} | "
-                     f"{r['s_per_epoch']:.1f}{star} | {r['seeds']} |")
+                     f"{r['s_per_epoch']:.1f}{star} | {r.get('epochs_trained', 0.0):.1f} | {r['seeds']} |")
         if star:
             notes.append(f"\\* {name}: s/epoch extrapolated from {r['batches_measured']} measured batches.")
         if r.get("note"):

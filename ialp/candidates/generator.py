@@ -175,12 +175,13 @@ def fit_recommender(histories: Sequence[np.ndarray], n_items: int, cfg: Candidat
     """Train on a leave-one-out split and report test HR@10/NDCG@10 and efficiency figures.
 
     Metrics: ``hr@10``, ``ndcg@10`` (test), ``valid_hr@10``, ``valid_ndcg@10``, ``trainable_params``,
-    ``peak_mem_mb`` (peak resident-memory growth while training), ``s_per_epoch``, ``epochs_trained``,
-    ``batches_trained``, ``best_epoch``, ``valid_ndcg_curve``. With ``cfg.patience``, validation NDCG@10 is checked
-    after every epoch,
-    training stops once it has not improved for ``patience`` epochs and the best epoch's weights are kept. With ``cfg.max_steps`` cutting training short, ``s_per_epoch`` is the measured time per
-    batch times the batches of an epoch (``s_per_epoch_extrapolated`` is True) and the four HR/NDCG figures
-    are ``None``: a partly trained model is not scored.
+    ``peak_mem_mb`` (peak resident-memory growth while training, validation passes included), ``s_per_epoch``
+    (training batches only), ``epochs_trained``, ``batches_trained``, ``best_epoch``, ``valid_ndcg_curve``.
+
+    With ``cfg.patience``, validation NDCG@10 is checked after every epoch, training stops once it has not improved
+    for ``patience`` epochs, and the best epoch's weights are kept. With ``cfg.max_steps`` cutting training short,
+    ``s_per_epoch`` is the measured time per batch times the batches of an epoch (``s_per_epoch_extrapolated`` is
+    True) and the four HR/NDCG figures are ``None``: a partly trained model is not scored.
     """
     from tqdm.auto import tqdm
 

@@ -266,6 +266,22 @@ def test_leave_one_out_split_on_movielens() -> None:
     assert split.valid[0][1] == histories[0][-2] and len(split.train[0]) == len(histories[0]) - 2
 
 
+def test_candidates_eval_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
+    from ialp.cli import main
+
+    tiny = ["epochs=3", "patience=1", "width=16", "n_layers=1", "n_heads=1", "max_len=10", "batch_size=256"]
+    assert main(["candidates", "eval", "--data-dir", str(MOVIELENS / "ml-latest-small"), "--json", "--seeds", "2",
+                 "--models", "popularity,sasrec-id", *(a for t in tiny for a in ("--set", t))]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"popularity", "sasrec-id"}
+    for name, row in result.items():
+        assert {"hr@10", "ndcg@10", "trainable_params", "peak_mem_mb", "s_per_epoch"} <= set(row), name
+        assert 0.0 < row["ndcg@10"] <= row["hr@10"] < 1.0
+    pop, ids = result["popularity"], result["sasrec-id"]
+    assert (pop["seeds"], pop["trainable_params"], ids["seeds"]) == (1, 0, 2)
+    assert ids["trainable_params"] > 9742 * 16 and ids["s_per_epoch"] > 0 and 1 <= ids["best_epoch"] <= 3
+
+
 def test_side_item_tower_reads_memmapped_rows(tmp_path: Path) -> None:
     arr = np.random.default_rng(0).standard_normal((10, 6)).astype(np.float16)
     np.save(tmp_path / "t.npy", arr)
