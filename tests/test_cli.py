@@ -70,3 +70,14 @@ def test_config_errors_name_the_field(tmp_path: Path) -> None:
 def test_cli_reports_bad_input_without_traceback(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", str(REPO / "configs" / "synthetic.yaml"), "--set", "eval.users=0"]) == 2
     assert "eval: need users >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_validate(path: Path) -> None:
+    from ialp.candidates.config import load_candidates_config
+
+    if path.name == "candidates.yaml":  # a candidates section only (ialp candidates train/eval)
+        assert load_candidates_config(path).epochs >= 1
+    else:
+        cfg = load_config(path)
+        assert cfg.methods and (cfg.candidates_config() is not None) == ("candidates-top1" in cfg.methods)
