@@ -70,7 +70,10 @@ def plot_curves(path: str | Path, curves: Sequence[dict[str, Any]], window: int 
             ax.plot(np.arange(n) + window, np.mean([p[:n] for p in per_seed], axis=0), label=m)
     ax.set_xlabel("online episode")
     ax.set_ylabel(f"return (moving average of {window})")
-    ax.legend(fontsize=8)
+    if ax.lines:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, f"no method has {window} online episodes in a seed", ha="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
