@@ -313,10 +313,7 @@ class CandidateGenerator:
         # Positions are right-aligned and empty keys are masked, so trimming the common left padding changes nothing
         padded = pad_left(seqs, max(1, min(self.encoder.max_len, max((len(s) for s in seqs), default=1))))
         with torch.no_grad():
-            table = torch.from_numpy(self.item_table)
-            pad = torch.from_numpy(padded < 0)
-            states = self.encoder(table[torch.from_numpy(padded).clamp_min(0)], pad)[:, -1]
-            return torch.nn.functional.normalize(states, dim=-1).numpy()
+            return self.encoder.user_states(torch.from_numpy(padded), torch.from_numpy(self.item_table))[:, -1].numpy()
 
     def scores(self, history: np.ndarray) -> np.ndarray:
         """Scores of every item, (B, n_items); empty histories get the popularity prior."""

@@ -259,6 +259,13 @@ class SASRec(nn.Module):
         h = self.blocks(x, mask=blocked.repeat_interleave(self.n_heads, dim=0))
         return self.out_norm(h)
 
+    def user_states(self, seq: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """Normalised user states after each position of a left-padded (-1) item sequence, (B, T, d).
+
+        ``table`` holds the item vectors (row i: item i; rows of items absent from ``seq`` are never read).
+        """
+        return F.normalize(self(table[seq.clamp_min(0)], seq < 0), dim=-1)
+
 
 class SequentialRecommender(nn.Module):
     """An item tower shared by the input sequence and the output scores, and a SASRec user encoder.
@@ -274,13 +281,6 @@ class SequentialRecommender(nn.Module):
         """Normalised item vectors for item indices."""
         return F.normalize(self.tower(items), dim=-1)
 
-    def encode_sequences(self, seq: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-        """Normalised user states after each position of a left-padded (-1) sequence, (B, T, d).
-
-        ``table`` holds the item vectors (row i: item i; rows of items absent from ``seq`` are never read).
-        """
-        return F.normalize(self.encoder(table[seq.clamp_min(0)], seq < 0), dim=-1)
-
     @torch.no_grad()
     def item_table(self, n_items: int, chunk: int = 4096) -> torch.Tensor:
         """Normalised vectors of every item, (n_items, d)."""
@@ -295,7 +295,7 @@ class SequentialRecommender(nn.Module):
         """Last-position user states of left-padded sequences, (B, d)."""
         was = self.training
         self.eval()
-        out = [self.encode_sequences(torch.from_numpy(seqs[s : s + batch]), table)[:, -1]
+        out = [self.encoder.user_states(torch.from_numpy(seqs[s : s + batch]), table)[:, -1]
                for s in range(0, len(seqs), batch)]
         self.train(was)
         return torch.cat(out) if out else torch.zeros((0, table.shape[1]))
@@ -315,7 +315,7 @@ def in_batch_loss(model: SequentialRecommender, inputs: torch.Tensor, targets: t
     present = torch.unique(torch.cat([inputs[inputs >= 0], uniq]))
     vectors = model.embed(present)
     table = vectors.new_zeros(int(present[-1]) + 1, vectors.shape[1]).index_copy(0, present, vectors)
-    h, target_vectors = model.encode_sequences(inputs, table)[valid], table[uniq]
+    h, target_vectors = model.encoder.user_states(inputs, table)[valid], table[uniq]
     logits = h @ target_vectors.T / model.temperature
     if log_q is not None:
         logits = logits - log_q[uniq]
