@@ -1,4 +1,4 @@
-"""Throughput benchmarks: user-steps per second of the single and batched environments."""
+"""Throughput benchmarks: user-steps per second of the environments, and training steps per second of the agents."""
 
 from __future__ import annotations
 
@@ -84,4 +84,61 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
     lines = ["| env | mode | batch | items | user-steps/s |", "|---|---|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['env']} | {r['mode']} | {r['batch']} | {r['n_items']} | {r['user_steps_per_s']:,.0f} |")
+    return "\n".join(lines)
+
+
+TRAIN_BATCHES = (16, 256, 1024)
+
+
+def _time_training(model: Any, seconds: float) -> float:
+    """Environment steps per second of ``model.learn`` (rollouts and updates), after a warm-up of two rollouts."""
+    per_rollout = model.n_steps * model.env.num_envs
+    model.learn(2 * per_rollout)
+    start = time.perf_counter()
+    model.learn(per_rollout, reset_num_timesteps=False)
+    rollouts = max(1, int(seconds / max(time.perf_counter() - start, 1e-6)))
+    start = time.perf_counter()
+    model.learn(rollouts * per_rollout, reset_num_timesteps=False)
+    return rollouts * per_rollout / (time.perf_counter() - start)
+
+
+def bench_train(seconds: float = 5.0, batch_sizes: Sequence[int] = TRAIN_BATCHES, algos: Sequence[str] = ("a2c", "ppo"),
+                n_items: int = 200, k: int = 100, data_dir: str | os.PathLike | None = None,
+                seed: int = 0) -> list[dict[str, Any]]:
+    """Training throughput of SB3 A2C/PPO with :class:`~ialp.agents.policy.ItemScoringPolicy`.
+
+    Synthetic-v0 (``n_items`` items) over the whole catalogue; MovieLens-v0 (when ``data_dir`` or
+    ``IALP_DATA_DIR`` is set) over the whole catalogue and over ``k`` item-kNN candidates; sessions start from
+    10 warm-start items; the agent uses ``AgentConfig``'s defaults. ``steps_per_s`` counts environment steps of
+    training (rollout and update) after a warm-up, with torch using every core it is given.
+    """
+    import torch
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from ialp.agents.common import sb3_model
+    from ialp.config import AgentConfig
+    from ialp.envs import make_batched
+
+    targets: list[tuple[str, dict[str, Any]]] = [("ialp/Synthetic-v0", {"n_items": n_items, "warm_start": 5})]
+    data_dir = data_dir or os.environ.get("IALP_DATA_DIR")
+    if data_dir:
+        ml = {"data_dir": str(Path(data_dir)), "warm_start": 10}
+        targets += [("ialp/MovieLens-v0", ml), ("ialp/MovieLens-v0", {**ml, "candidates": {"kind": "knn", "k": k}})]
+    rows: list[dict[str, Any]] = []
+    for env_id, kwargs in targets:
+        for algo in algos:
+            for b in batch_sizes:
+                venv = make_batched(env_id, num_envs=b, seed=seed, **kwargs)
+                model = sb3_model(algo, VecMonitor(venv), AgentConfig(algo=algo), seed)
+                rows.append({"env": env_id, "algo": algo, "actions": int(venv.action_space.n),  # type: ignore[attr-defined]
+                             "num_envs": b, "steps_per_s": _time_training(model, seconds),
+                             "threads": torch.get_num_threads()})
+    return rows
+
+
+def format_train_rows(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table of training benchmark rows."""
+    lines = ["| env | algo | actions | envs | training steps/s |", "|---|---|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['env']} | {r['algo']} | {r['actions']} | {r['num_envs']} | {r['steps_per_s']:,.0f} |")
     return "\n".join(lines)

@@ -30,6 +30,15 @@ def _cmd_bench_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_train(args: argparse.Namespace) -> int:
+    from ialp.bench import bench_train, format_train_rows
+
+    rows = bench_train(seconds=args.seconds, batch_sizes=tuple(int(b) for b in args.batches.split(",")),
+                       algos=tuple(args.algos.split(",")), n_items=args.n_items, k=args.k, data_dir=args.data_dir)
+    print(json.dumps(rows) if args.json else format_train_rows(rows))
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from ialp.config import load_config
     from ialp.experiment import run_experiment, summary_table
@@ -117,6 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
     benv.add_argument("--data-dir", default=None,
                       help="MovieLens folder for MovieLens-v0 (default: $IALP_DATA_DIR; skipped if unset)")
     benv.set_defaults(func=_cmd_bench_env)
+    btrain = bench_sub.add_parser("train", help="training steps per second of A2C/PPO with the item-scoring policy")
+    btrain.add_argument("--json", action="store_true", help="print one JSON array instead of a table")
+    btrain.add_argument("--seconds", type=float, default=5.0, help="time per measurement")
+    btrain.add_argument("--batches", default="16,256,1024", help="comma-separated numbers of environments")
+    btrain.add_argument("--algos", default="a2c,ppo", help="comma-separated algorithms")
+    btrain.add_argument("--n-items", type=int, default=200, help="catalogue size of Synthetic-v0")
+    btrain.add_argument("--k", type=int, default=100, help="candidates per step in the MovieLens candidate rows")
+    btrain.add_argument("--data-dir", default=None,
+                        help="MovieLens folder for MovieLens-v0 (default: $IALP_DATA_DIR; skipped if unset)")
+    btrain.set_defaults(func=_cmd_bench_train)
     bllm = bench_sub.add_parser("llm", help="LLM prompts per second: sequential, concurrent, cached replay")
     _add_llm_options(bllm)
     bllm.add_argument("--prompts", type=int, default=16, help="number of distinct prompts per pass")

@@ -54,6 +54,10 @@ class AgentConfig:
     net_arch: list[int] = field(default_factory=lambda: [64])
     ent_coef: float = 0.01
     gamma: float = 0.9
+    gae_lambda: float = 1.0
+    score_dim: int = 32
+    batch_size: int = 256
+    n_epochs: int = 4
 
 
 @dataclass

@@ -78,6 +78,9 @@ class ModelView(UserModel):
     def expected_rewards(self, state: UserState) -> np.ndarray:
         return self.base.expected_rewards(state)
 
+    def warm_history(self, state: UserState, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+        return self.base.warm_history(state, n)
+
     def user_features(self, state: UserState) -> np.ndarray:
         if self._features is None:
             return self.base.user_features(state)
@@ -132,21 +135,28 @@ class World:
 
 
 def sb3_model(algo: str, venv: Any, agent: Any, seed: int, tensorboard_log: str | None = None) -> Any:
-    """A fresh SB3 ``A2C``/``PPO``/``DQN`` with ``MultiInputPolicy`` and the configured hyperparameters."""
+    """A fresh SB3 ``A2C``/``PPO`` with :class:`~ialp.agents.policy.ItemScoringPolicy` (``DQN``: SB3's
+    ``MultiInputPolicy``) and the configured hyperparameters."""
     from stable_baselines3 import A2C, DQN, PPO
 
+    from ialp.agents.policy import ItemScoringPolicy
+
     common: dict[str, Any] = {"seed": seed, "learning_rate": agent.learning_rate, "gamma": agent.gamma,
-                              "policy_kwargs": {"net_arch": list(agent.net_arch)}, "verbose": 0,
-                              "tensorboard_log": tensorboard_log, "device": "cpu"}
-    if algo == "a2c":
-        return A2C("MultiInputPolicy", venv, n_steps=agent.n_steps, ent_coef=agent.ent_coef, **common)
-    if algo == "ppo":
-        n_steps = max(agent.n_steps, 16)
-        return PPO("MultiInputPolicy", venv, n_steps=n_steps, batch_size=min(256, n_steps * venv.num_envs),
-                   n_epochs=4, ent_coef=agent.ent_coef, **common)
+                              "verbose": 0, "tensorboard_log": tensorboard_log, "device": "cpu"}
     if algo == "dqn":
         return DQN("MultiInputPolicy", venv, buffer_size=20_000, learning_starts=500, train_freq=4,
-                   target_update_interval=500, exploration_fraction=0.3, **common)
+                   target_update_interval=500, exploration_fraction=0.3,
+                   policy_kwargs={"net_arch": list(agent.net_arch)}, **common)
+    policy_kwargs = {"net_arch": list(agent.net_arch), "score_dim": agent.score_dim,
+                     "item_embeddings": venv.get_attr("item_embeddings")[0]}
+    if algo == "a2c":
+        return A2C(ItemScoringPolicy, venv, n_steps=agent.n_steps, ent_coef=agent.ent_coef, gae_lambda=agent.gae_lambda,
+                   policy_kwargs=policy_kwargs, **common)
+    if algo == "ppo":
+        n_steps = max(agent.n_steps, 16)
+        return PPO(ItemScoringPolicy, venv, n_steps=n_steps, batch_size=min(agent.batch_size, n_steps * venv.num_envs),
+                   n_epochs=agent.n_epochs, ent_coef=agent.ent_coef, gae_lambda=agent.gae_lambda,
+                   policy_kwargs=policy_kwargs, **common)
     raise ValueError(f"algo must be a2c, ppo or dqn, got {algo!r}")
 
 

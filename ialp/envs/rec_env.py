@@ -31,23 +31,28 @@ class RecEnv(gym.Env[ObsType, np.int64]):
     ## Observation Space
     ``Dict`` of float32 arrays: ``history`` (W, d) embeddings of the last W shown items (oldest
     first, zero-padded at the front), ``feedback`` (W,) the rewards they got, ``mask`` (W,) 1 where
-    a slot holds an item, ``user`` (F,) observable user features, and with a candidate provider
-    ``candidates`` (K, d) the candidates' embeddings.
+    a slot holds an item, ``user`` (F,) observable user features, ``blocked`` (``max_blocked``,) the
+    item ids that may not be recommended now (the session's items under ``repeat="forbid"``; -1 =
+    empty), and with a candidate provider ``candidates`` (K, d) the candidates' embeddings,
+    ``candidate_ids`` (K,) their item ids and ``candidate_mask`` (K,) 1 where a slot may be chosen.
 
     ## Rewards
     The user model's response to the item (e.g. predicted rating); under ``repeat="penalize"`` or
     ``"forbid"``, a repeated item earns ``repeat_penalty`` instead.
 
     ## Starting State
-    A new user drawn from the user model, with an empty history.
+    A new user drawn from the user model, with an empty history, or with ``warm_start`` items in
+    the window: the user's own last logged items (logged-data models) or a simulated warm-up.
 
     ## Episode End
     ``terminated`` when the user leaves (the model's leave probability or any leave rule, or a
-    forbidden repeat); ``truncated`` by the ``TimeLimit`` of ``max_episode_steps``.
+    forbidden repeat; never with ``leave=False``); ``truncated`` by the ``TimeLimit`` of
+    ``max_episode_steps``.
 
     ## Arguments
     ``model``, ``leave_rules``, ``history_len`` (W, default 10), ``repeat`` (``allow`` /
-    ``penalize`` / ``forbid``), ``repeat_penalty``, ``candidates``, ``render_mode`` (``"ansi"``).
+    ``penalize`` / ``forbid``), ``repeat_penalty``, ``candidates``, ``leave``, ``warm_start``,
+    ``max_blocked``, ``render_mode`` (``"ansi"``).
 
     ## Version History
     * v0: initial version.
@@ -57,12 +62,14 @@ class RecEnv(gym.Env[ObsType, np.int64]):
 
     def __init__(self, model: UserModel, leave_rules: Sequence[LeaveRule] = (), history_len: int = 10,
                  repeat: RepeatMode = "allow", repeat_penalty: float = 0.0,
-                 candidates: CandidateProvider | None = None, render_mode: str | None = None) -> None:
+                 candidates: CandidateProvider | None = None, leave: bool = True, warm_start: int = 0,
+                 max_blocked: int = 50, render_mode: str | None = None) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.model = model
         self.render_mode = render_mode
-        self.session = SessionBatch(model, 1, leave_rules, history_len, repeat, repeat_penalty, candidates)
+        self.session = SessionBatch(model, 1, leave_rules, history_len, repeat, repeat_penalty, candidates, leave,
+                                    warm_start, max_blocked)
         self.observation_space = self.session.observation_space
         self.action_space = spaces.Discrete(self.session.n_actions)
         self._seeded = False

@@ -12,14 +12,15 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 
 from ialp.envs.rec_env import RecEnv
-from ialp.envs.session import CandidateProvider, RandomCandidates
+from ialp.envs.session import CandidateProvider, ItemKNNCandidates, RandomCandidates
 from ialp.simulators import LoggedUserModel, MFConfig, SyntheticConfig, SyntheticUserModel, UserModel
 from ialp.simulators.leave import LeaveRule, make_leave_rule
 
 if TYPE_CHECKING:
     from ialp.envs.vector import BatchedRecEnv
 
-ENV_ARGS = ("history_len", "repeat", "repeat_penalty", "leave_rules", "candidates", "render_mode")
+ENV_ARGS = ("history_len", "repeat", "repeat_penalty", "leave_rules", "candidates", "leave", "warm_start",
+            "render_mode")
 MAX_EPISODE_STEPS = 50
 
 
@@ -36,9 +37,28 @@ def _split(env_id: str, kwargs: Mapping[str, Any], model_args: tuple[str, ...]) 
     cand = env_kw.get("candidates")
     if isinstance(cand, int):
         env_kw["candidates"] = RandomCandidates(cand)
+    elif isinstance(cand, Mapping):
+        env_kw["candidates"] = candidate_provider(env_id, cand)
     elif cand is not None and not isinstance(cand, CandidateProvider):
-        raise TypeError(f"{env_id}: candidates must be an int K or a CandidateProvider, got {type(cand).__name__}")
+        raise TypeError(f"{env_id}: candidates must be an int K, a mapping such as {{kind: knn, k: 100}} or a "
+                        f"CandidateProvider, got {type(cand).__name__}")
     return model_kw, env_kw
+
+
+CANDIDATE_KINDS: dict[str, type[RandomCandidates] | type[ItemKNNCandidates]] = {
+    "random": RandomCandidates, "knn": ItemKNNCandidates}
+
+
+def candidate_provider(env_id: str, spec: Mapping[str, Any]) -> CandidateProvider:
+    """A cheap candidate provider from a mapping: ``{kind: knn, k: 100, recent: 3}`` or ``{kind: random, k: 100}``."""
+    params = dict(spec)
+    kind = params.pop("kind", "knn")
+    if kind not in CANDIDATE_KINDS:
+        raise ValueError(f"{env_id}: candidates.kind {kind!r} is not one of {sorted(CANDIDATE_KINDS)}")
+    try:
+        return CANDIDATE_KINDS[kind](**params)
+    except TypeError as exc:
+        raise ValueError(f"{env_id}: candidates {dict(spec)}: {exc}") from None
 
 
 def _synthetic(kwargs: Mapping[str, Any]) -> tuple[UserModel, dict]:

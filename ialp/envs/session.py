@@ -26,7 +26,10 @@ REPEAT_MODES: tuple[str, ...] = ("allow", "penalize", "forbid")
 class CandidateProvider(Protocol):
     """Proposes the K items a policy chooses among at each step (action = slot in that list)."""
 
-    k: int
+    @property
+    def k(self) -> int:
+        """Number of candidates per step."""
+        ...
 
     def propose(self, model: UserModel, history: np.ndarray, keys: np.ndarray) -> np.ndarray:
         """Candidate item indices, int64 (B, k), given past items (B, H; -1 = empty) and per-user keys."""
@@ -44,6 +47,74 @@ class RandomCandidates:
         return np.argpartition(scores, self.k - 1, axis=1)[:, : self.k].astype(np.int64)
 
 
+@dataclass(frozen=True)
+class ItemKNNCandidates:
+    """K items per user and step: nearest neighbours of the user's ``recent`` last items, filled up at random.
+
+    Neighbours are by cosine similarity of the item embeddings the agent observes (``model.item_embeddings``),
+    computed once per model; the lists of the recent items are interleaved rank by rank (the best neighbour of
+    each recent item first), duplicates dropped, and the rest filled with distinct uniform items. Empty
+    histories get random candidates. Cost per step is O(B * K), independent of the catalogue size.
+    """
+
+    k: int
+    recent: int = 3
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.recent < 1:
+            raise ValueError(f"k and recent must be >= 1, got {self.k}, {self.recent}")
+
+    def neighbours(self, model: UserModel) -> np.ndarray:
+        """(N, per) nearest neighbours of every item (itself excluded), best first; cached on the model."""
+        per = -(-self.k // self.recent)
+        cache: dict[int, np.ndarray] = model.__dict__.setdefault("_knn_cache", {})
+        if per not in cache:
+            emb = model.item_embeddings.astype(np.float32)
+            unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+            n = len(unit)
+            m = min(per, n - 1)
+            out = np.zeros((n, m), dtype=np.int64)
+            for start in range(0, n, 1024):
+                sim = unit[start:start + 1024] @ unit.T
+                sim[np.arange(len(sim)), np.arange(start, start + len(sim))] = -np.inf
+                top = np.argpartition(-sim, m - 1, axis=1)[:, :m]
+                order = np.argsort(-np.take_along_axis(sim, top, axis=1), axis=1, kind="stable")
+                out[start:start + len(sim)] = np.take_along_axis(top, order, axis=1)
+            cache[per] = out
+        return cache[per]
+
+    def propose(self, model: UserModel, history: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        table = self.neighbours(model)
+        recent = history[:, -self.recent:]
+        near = np.where(recent[..., None] >= 0, table[np.maximum(recent, 0)], -1)  # (B, r, per)
+        near = near[:, ::-1].transpose(0, 2, 1).reshape(len(history), -1)  # rank by rank, latest item first
+        fill = np.minimum((crng.uniform(keys, self.k) * model.n_items).astype(np.int64), model.n_items - 1)
+        pool = np.concatenate([near, fill], axis=1)
+        return _first_distinct(pool, self.k, model.n_items, keys)
+
+
+def _first_distinct(pool: np.ndarray, k: int, n_items: int, keys: np.ndarray) -> np.ndarray:
+    """The first ``k`` distinct non-negative entries of each row (random distinct items where too few)."""
+    b = len(pool)
+    order = np.argsort(pool, axis=1, kind="stable")
+    sorted_pool = np.take_along_axis(pool, order, axis=1)
+    first = np.ones_like(sorted_pool, dtype=bool)
+    first[:, 1:] = sorted_pool[:, 1:] != sorted_pool[:, :-1]
+    keep = np.empty_like(first)
+    np.put_along_axis(keep, order, first & (sorted_pool >= 0), axis=1)
+    slot = np.cumsum(keep, axis=1) - 1  # output position of each kept entry, in the pool's order
+    take = keep & (slot < k)
+    out = np.full((b, k), -1, dtype=np.int64)
+    rows = np.broadcast_to(np.arange(b)[:, None], pool.shape)
+    out[rows[take], slot[take]] = pool[take]
+    short = out[:, -1] < 0
+    if short.any():  # rare: fewer than k distinct items proposed
+        rows_short = np.flatnonzero(short)
+        scores = crng.uniform(crng.derive(keys[rows_short], 13), n_items)
+        out[rows_short] = np.argpartition(scores, k - 1, axis=1)[:, :k]
+    return out
+
+
 class SessionBatch:
     """B concurrent user sessions over one user model.
 
@@ -57,13 +128,25 @@ class SessionBatch:
             mask actions read ``action_masks()``).
         repeat_penalty: reward given for a penalised or forbidden repeat.
         candidates: optional candidate provider; the action then indexes its K proposals.
+        leave: whether users may leave at all (``False``: neither the model's leave probability nor any
+            rule ends a session; EasyRL4Rec's fixed-length setting).
+        warm_start: items a session starts with in the observation window (at most ``history_len``):
+            the user's own recent logged items when the model has them (``UserModel.warm_history``),
+            otherwise a simulated warm-up of uniformly random items that the user consumes (its
+            state evolves; it cannot leave). Leave rules and repeats look at in-session items only.
+        max_blocked: length of the ``blocked`` observation (items that may not be recommended now).
     """
 
     def __init__(self, model: UserModel, n: int, leave_rules: Sequence[LeaveRule] = (), history_len: int = 10,
                  repeat: RepeatMode = "allow", repeat_penalty: float = 0.0,
-                 candidates: CandidateProvider | None = None) -> None:
+                 candidates: CandidateProvider | None = None, leave: bool = True, warm_start: int = 0,
+                 max_blocked: int = 50) -> None:
         if history_len < 1:
             raise ValueError(f"history_len must be >= 1, got {history_len}")
+        if not 0 <= warm_start <= history_len:
+            raise ValueError(f"warm_start must be in [0, history_len={history_len}], got {warm_start}")
+        if max_blocked < 1:
+            raise ValueError(f"max_blocked must be >= 1, got {max_blocked}")
         if repeat not in REPEAT_MODES:
             raise ValueError(f"repeat must be one of {REPEAT_MODES}, got {repeat!r}")
         if candidates is not None and not 1 <= candidates.k <= model.n_items:
@@ -72,6 +155,7 @@ class SessionBatch:
         self.leave_rules = tuple(leave_rules)
         self.history_len, self.repeat, self.repeat_penalty = history_len, repeat, float(repeat_penalty)
         self.candidates = candidates
+        self.leave, self.warm_start = bool(leave), int(warm_start)
         self.n_actions = candidates.k if candidates is not None else model.n_items
         depth = max([history_len, *(r.window for r in self.leave_rules)])
         d = model.item_embeddings.shape[1]
@@ -88,6 +172,7 @@ class SessionBatch:
         self.consumed = np.zeros((n, model.n_items if repeat != "allow" else 0), dtype=bool)
         self.last_items = np.full(n, -1, dtype=np.int64)
         self.cand_items = np.zeros((n, candidates.k if candidates else 0), dtype=np.int64)
+        self.blocked = np.full((n, max_blocked), -1, dtype=np.int64)
         self.user_state: UserState = {}
         self.rule_states: list[UserState] = [r.init_state(n) for r in self.leave_rules]
         self._rows = np.arange(n)
@@ -104,9 +189,12 @@ class SessionBatch:
             "feedback": spaces.Box(lo, hi, (w,), np.float32),
             "mask": spaces.Box(0.0, 1.0, (w,), np.float32),
             "user": spaces.Box(-1.0, 1.0, (self.model.user_feature_dim,), np.float32),
+            "blocked": spaces.Box(-1.0, self.model.n_items - 1, (self.blocked.shape[1],), np.float32),
         }
         if self.candidates is not None:
             parts["candidates"] = spaces.Box(-1.0, 1.0, (self.candidates.k, d), np.float32)
+            parts["candidate_ids"] = spaces.Box(0.0, self.model.n_items - 1, (self.candidates.k,), np.float32)
+            parts["candidate_mask"] = spaces.Box(0.0, 1.0, (self.candidates.k,), np.float32)
         return spaces.Dict(parts)
 
     def begin(self, rows: np.ndarray) -> None:
@@ -127,7 +215,32 @@ class SessionBatch:
         self.hist_mask[rows] = 0.0
         if self.consumed.shape[1]:
             self.consumed[rows] = False
+        self.blocked[rows] = -1
+        if self.warm_start:
+            self._warm(rows, keys)
         self._propose(rows)
+
+    def _warm(self, rows: np.ndarray, keys: np.ndarray) -> None:
+        """Fill the observation window of new sessions with ``warm_start`` items (see the class docstring)."""
+        n, w = self.warm_start, self.history_len
+        state = {k: v[rows] for k, v in self.user_state.items()}
+        prior = self.model.warm_history(state, n)
+        if prior is None:  # simulated warm-up: the user consumes random items, and its state moves on
+            items = (crng.uniform(crng.derive(keys, 11), n) * self.model.n_items).astype(np.int64)
+            items = np.minimum(items, self.model.n_items - 1)
+            feedback = np.zeros((len(rows), n), dtype=np.float32)
+            for j in range(n):
+                feedback[:, j] = self.model.respond(state, items[:, j], crng.derive(keys, 12, j)).reward
+            for k, v in state.items():
+                self.user_state[k][rows] = v
+        else:
+            items, feedback = prior
+        valid = items >= 0
+        self.hist_items[rows, -n:] = items
+        slots = (self._head - n + np.arange(n)) % w
+        self.hist_emb[rows[:, None], slots] = self.model.item_embeddings[np.maximum(items, 0)] * valid[..., None]
+        self.hist_feedback[rows[:, None], slots] = np.where(valid, feedback, 0.0)
+        self.hist_mask[rows[:, None], slots] = valid
 
     def _propose(self, rows: np.ndarray | slice) -> None:
         if self.candidates is None:
@@ -150,15 +263,24 @@ class SessionBatch:
         key = crng.derive(self.roots, self.episode, self.t)
         response = self.model.respond(self.user_state, items, crng.stream(key, crng.Stream.RESPONSE))
         reward = response.reward
-        leave = crng.uniform(crng.stream(key, crng.Stream.LEAVE), 1)[:, 0] < response.leave_probability
-        for rule, state in zip(self.leave_rules, self.rule_states, strict=True):
-            leave |= rule.leaves(self.model, state, items, response.reward, self.hist_items)
+        if self.leave:
+            leave = crng.uniform(crng.stream(key, crng.Stream.LEAVE), 1)[:, 0] < response.leave_probability
+            history = self.hist_items
+            if self.warm_start:  # rules judge the session, not the logged items it started from
+                depth = history.shape[1]
+                history = np.where(np.arange(depth) >= depth - self.t[:, None], history, -1)
+            for rule, state in zip(self.leave_rules, self.rule_states, strict=True):
+                leave |= rule.leaves(self.model, state, items, response.reward, history)
+        else:
+            leave = np.zeros(self.n, dtype=bool)
         if self.consumed.shape[1]:
             repeat = self.consumed[self._rows, items]
             self.consumed[self._rows, items] = True
             reward = np.where(repeat, self.repeat_penalty, reward)
             if self.repeat == "forbid":
                 leave |= repeat
+                slot = self.t < self.blocked.shape[1]
+                self.blocked[self._rows[slot], self.t[slot]] = items[slot]
         else:
             repeat = np.zeros(self.n, dtype=bool)
         self._push(items, reward)
@@ -188,14 +310,20 @@ class SessionBatch:
         """Copies of the observation arrays of all users (or of ``rows``), batch-first."""
         state = self.user_state if rows is None else {k: v[rows] for k, v in self.user_state.items()}
         obs = {"history": self._unroll(self.hist_emb, rows), "feedback": self._unroll(self.hist_feedback, rows),
-               "mask": self._unroll(self.hist_mask, rows), "user": self.model.user_features(state).copy()}
+               "mask": self._unroll(self.hist_mask, rows), "user": self.model.user_features(state).copy(),
+               "blocked": (self.blocked if rows is None else self.blocked[rows]).astype(np.float32)}
         if self.candidates is not None:
-            obs["candidates"] = self.model.item_embeddings[self.cand_items if rows is None else self.cand_items[rows]]
+            cand = self.cand_items if rows is None else self.cand_items[rows]
+            obs["candidates"] = self.model.item_embeddings[cand]
+            obs["candidate_ids"] = cand.astype(np.float32)
+            obs["candidate_mask"] = self.action_masks(rows).astype(np.float32)
         return obs
 
-    def action_masks(self) -> np.ndarray:
-        """Boolean (B, n_actions): False where the action would repeat an item under ``forbid``."""
+    def action_masks(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Boolean (B, n_actions) (or of ``rows``): False where the action would repeat an item under ``forbid``."""
+        n = self.n if rows is None else len(rows)
         if self.repeat != "forbid":
-            return np.ones((self.n, self.n_actions), dtype=bool)
-        seen = self.consumed if self.candidates is None else self.consumed[self._rows[:, None], self.cand_items]
+            return np.ones((n, self.n_actions), dtype=bool)
+        rows = self._rows if rows is None else rows
+        seen = self.consumed[rows] if self.candidates is None else self.consumed[rows[:, None], self.cand_items[rows]]
         return ~seen

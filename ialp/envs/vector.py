@@ -28,12 +28,14 @@ class BatchedRecEnv(VecEnv):
     ``s_i`` and wrapped in a ``TimeLimit(max_episode_steps)``, including the automatic resets: on
     ``done``, ``infos[i]["terminal_observation"]`` holds the last observation and
     ``infos[i]["TimeLimit.truncated"]`` tells a time cap from a user leaving (SB3's convention).
-    ``seed(s)`` gives user ``i`` the seed ``s + i`` at the next ``reset()``.
+    ``seed(s)`` gives user ``i`` the seed ``s + i`` at the next ``reset()``. Every ``infos[i]`` carries
+    the recommended ``item`` (with candidate slots the action is not the item).
     """
 
     def __init__(self, model: UserModel, num_envs: int, max_episode_steps: int | None = 50,
                  leave_rules: Sequence[LeaveRule] = (), history_len: int = 10, repeat: RepeatMode = "allow",
-                 repeat_penalty: float = 0.0, candidates: CandidateProvider | None = None) -> None:
+                 repeat_penalty: float = 0.0, candidates: CandidateProvider | None = None, leave: bool = True,
+                 warm_start: int = 0) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if max_episode_steps is not None and max_episode_steps < 1:
@@ -42,7 +44,7 @@ class BatchedRecEnv(VecEnv):
         self.render_mode = None
         self.max_episode_steps = max_episode_steps
         self.session = SessionBatch(model, num_envs, leave_rules, history_len, repeat, repeat_penalty,
-                                    candidates)
+                                    candidates, leave, warm_start, max_episode_steps or 50)
         super().__init__(num_envs, self.session.observation_space, spaces.Discrete(self.session.n_actions))
         self._actions = np.zeros(num_envs, dtype=np.int64)
         self._all = np.arange(num_envs)
@@ -61,13 +63,13 @@ class BatchedRecEnv(VecEnv):
 
     def step_wait(self) -> VecEnvStepReturn:
         session = self.session
-        reward, terminated, _ = session.step(self._actions)
+        reward, terminated, step_info = session.step(self._actions)
         if self.max_episode_steps is not None:
             truncated = (session.t >= self.max_episode_steps) & ~terminated
             dones = terminated | truncated
         else:
             truncated, dones = np.zeros_like(terminated), terminated
-        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        infos: list[dict[str, Any]] = [{"item": item} for item in step_info["item"].tolist()]
         done_rows = np.flatnonzero(dones)
         if len(done_rows):
             # Last observations of the finished users (one copy), split into per-user row views at C speed;
@@ -76,11 +78,17 @@ class BatchedRecEnv(VecEnv):
             keys = list(terminal)
             columns = [list(terminal[k]) for k in keys]
             for i, capped, *rows in zip(done_rows.tolist(), truncated[done_rows].tolist(), *columns, strict=True):
-                infos[i] = {"terminal_observation": dict(zip(keys, rows, strict=True)), "TimeLimit.truncated": capped}
+                infos[i].update(terminal_observation=dict(zip(keys, rows, strict=True)))
+                infos[i]["TimeLimit.truncated"] = capped
             session.episode[done_rows] += 1
             session.begin(done_rows)
         obs = session.observation()
         return obs, reward.astype(np.float32), dones, infos
+
+    @property
+    def item_embeddings(self) -> np.ndarray:
+        """The (n_items, d) item table the observations show items by (what a policy may score items with)."""
+        return self.model.item_embeddings
 
     def action_masks(self) -> np.ndarray:
         """Valid actions per user, (B, n_actions); see ``SessionBatch.action_masks``."""

@@ -77,3 +77,8 @@ class UserModel(ABC):
     @abstractmethod
     def user_features(self, state: UserState) -> np.ndarray:
         """Observable user features, float32 in [-1, 1], shape (B, user_feature_dim)."""
+
+    def warm_history(self, state: UserState, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The users' own last ``n`` logged items and feedback, (B, n) each, oldest first, -1 where a user has
+        fewer; None when the model has no log (sessions then warm up on simulated items)."""
+        return None

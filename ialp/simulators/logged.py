@@ -200,6 +200,8 @@ class LoggedUserModel(UserModel):
         self._features = np.stack([2 * activity - 1, 2 * (mean_fb - lo) / max(hi - lo, 1e-12) - 1], axis=1)
         self._features = np.clip(self._features, -1, 1).astype(np.float32)
         self.user_feature_dim = 2
+        self._log = log
+        self._recent: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def init_state(self, keys: np.ndarray) -> UserState:
         u = crng.uniform(crng.derive(keys, 0), 1)[:, 0]
@@ -217,3 +219,18 @@ class LoggedUserModel(UserModel):
 
     def user_features(self, state: UserState) -> np.ndarray:
         return self._features[state["user"]]
+
+    def warm_history(self, state: UserState, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each user's last ``n`` interactions in the log this model was built from (time order)."""
+        if n not in self._recent:
+            log = self._log
+            counts = np.bincount(log.users, minlength=self.n_users)
+            ends = np.cumsum(counts)
+            offsets = np.arange(-n, 0)
+            pos = ends[:, None] + offsets[None, :]
+            valid = offsets[None, :] >= -counts[:, None]
+            safe = np.clip(pos, 0, max(len(log) - 1, 0))
+            items = np.where(valid, log.items[safe], -1)
+            self._recent[n] = (items, np.where(valid, log.feedback[safe], 0.0).astype(np.float32))
+        items, feedback = self._recent[n]
+        return items[state["user"]], feedback[state["user"]]
