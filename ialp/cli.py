@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ialp.candidates.cli import add_candidates_parser
 
     add_candidates_parser(sub)
+    from ialp.eval.cli import add_fidelity_parser
+
+    add_fidelity_parser(sub)
     return parser
 
 
