@@ -39,10 +39,11 @@ Defaults (``online.ap_*``):
 - ``floor = 0.05``: each component keeps at least 1 action in 20. The learner keeps learning while a good
   pretrained policy dominates, the gate keeps seeing both components (its per-sample signal is bounded by
   ``1 / floor``), and a compromised pretrained policy costs at most a 5% share of the actions.
-- ``gate_lr = 0.02``: with RMSprop/Adam the gate moves by about ``gate_lr`` per update whatever the loss scale
-  (more in RMSprop's first updates), so consistent evidence moves ``w`` across its range (``theta`` from 0 to
-  about -3 or 3) in one to a few hundred updates: the ~120 updates of the default 15k-step online phase, not a
-  handful of noisy batches.
+- ``gate_lr = 0.05``: RMSprop and Adam move the gate by about ``gate_lr`` per update whatever the loss scale
+  (more in RMSprop's first updates). Consistent evidence then takes ``theta`` from 0 to -3 or 3 (``w`` near the
+  floor or its mirror) in about 50 updates: 6k steps, under half of the default online phase (16 users x 8
+  steps per update, 15k steps), leaving the rest for the winner; with no evidence (pure noise) ``w`` drifts by
+  about +-0.1 over that phase. (0.02 was too slow: 3k steps left a compromised policy a quarter of the actions.)
 - ``init = "fresh"``: a compromised pretrained policy cannot leak into the learner; ``"pretrained"`` starts the
   learner (actor and critic) from the pretrained weights.
 """
@@ -68,7 +69,7 @@ from tqdm import tqdm
 from ialp.agents.common import EpisodeLog, EpisodeTracker, RecorderCallback, log_interval
 from ialp.envs.vector import BatchedRecEnv
 
-INIT_WEIGHT, FLOOR, GATE_LR = 0.5, 0.05, 0.02
+INIT_WEIGHT, FLOOR, GATE_LR = 0.5, 0.05, 0.05
 
 
 def finetune(model: Any, venv: BatchedRecEnv, total_timesteps: int, tb_name: str = "a-ialp-ft",
