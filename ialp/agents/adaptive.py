@@ -15,7 +15,8 @@ learner, as an ordinary stable-baselines3 ``A2C``/``PPO`` whose policy is a :cla
   loss as the learner, at its own learning rate. With ``A`` the advantage, ``-A log pi_w(a|s)`` gives the gate
   ``E_{a~pi_w}[A (pi_pre(a|s) - pi_on(a|s)) / pi_w(a|s)] * dw/dtheta = (E_{a~pi_pre}[A] - E_{a~pi_on}[A]) *
   dw/dtheta``: weight moves to the component whose own actions the critic rates higher. A compromised pretrained
-  policy (favouring bad items) loses weight; a good one keeps it until the learner overtakes it.
+  policy (favouring bad items) loses weight; a good one keeps it until the learner overtakes it. The entropy
+  bonus acts on the mixture's entropy, so it also nudges ``w`` (by ``ent_coef``) toward the more spread component.
 - **The learner learns from every step, through the mixture** (the on-policy gradient of ``pi_w``, not off-policy
   importance ratios): ``grad log pi_w(a|s) = r_on(a|s) grad log pi_on(a|s)`` with ``r_on = (1 - w) pi_on / pi_w``
   in [0, 1], the learner's posterior responsibility for the action. This is the exact policy gradient of the
@@ -40,10 +41,11 @@ Defaults (``online.ap_*``):
   pretrained policy dominates, the gate keeps seeing both components (its per-sample signal is bounded by
   ``1 / floor``), and a compromised pretrained policy costs at most a 5% share of the actions.
 - ``gate_lr = 0.05``: RMSprop and Adam move the gate by about ``gate_lr`` per update whatever the loss scale
-  (more in RMSprop's first updates). Consistent evidence then takes ``theta`` from 0 to -3 or 3 (``w`` near the
-  floor or its mirror) in about 50 updates: 6k steps, under half of the default online phase (16 users x 8
-  steps per update, 15k steps), leaving the rest for the winner; with no evidence (pure noise) ``w`` drifts by
-  about +-0.1 over that phase. (0.02 was too slow: 3k steps left a compromised policy a quarter of the actions.)
+  (more in RMSprop's first updates), so consistent evidence takes ``theta`` from 0 to about -3 or 3 (``w`` near
+  the floor or its mirror) in a few tens of updates (in the tests, 24 A2C updates take a compromised policy
+  from 0.5 to 0.1): well inside the default online phase (~120 updates of 16 users x 8 steps), leaving the rest
+  to the winner, while pure noise moves ``w`` by about +-0.1 over it. 0.02 was too slow (a compromised policy
+  kept a quarter of the actions after 3k steps).
 - ``init = "fresh"``: a compromised pretrained policy cannot leak into the learner; ``"pretrained"`` starts the
   learner (actor and critic) from the pretrained weights.
 """
