@@ -40,13 +40,15 @@ def _cmd_bench_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from ialp.config import load_config
-    from ialp.experiment import run_experiment, summary_table
+    from ialp.experiment import load_experiment, run_experiment, summary_table
 
-    cfg = load_config(args.config, args.set)
+    cfg = load_experiment(args.config, args.set)
     out = args.out or f"runs/{cfg.name}"
     rows = run_experiment(cfg, out)
-    print(summary_table(rows))
+    for setting in cfg.settings:
+        for mode in cfg.eval.modes:
+            print(f"\nsetting {setting}, evaluation {mode}:")
+            print(summary_table([r for r in rows if r["setting"] == setting and r["eval_mode"] == mode]))
     print(f"\nwrote {out}/: config.yaml, results.csv, curves.csv, summary.md, *.png; "
           f"TensorBoard: tensorboard --logdir {out}/tb")
     return 0

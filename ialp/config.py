@@ -32,14 +32,18 @@ class EnvConfig:
     Attributes:
         id: Registered id (``ialp/Synthetic-v0``, ``ialp/MovieLens-v0``, ...).
         kwargs: Its ``gym.make`` arguments.
-        heldout_fraction: Logged data sets only: fraction of the log's users held out; they are the target
-            population (online adaptation and evaluation), the others the training users whose logs are distilled.
+        online_fraction: Logged data sets only: fraction of the log's users in the online-adaptation pool.
+        eval_fraction: Logged data sets only: fraction of the log's users in the evaluation pool. The rest are the
+            training users, whose logs are distilled and fitted (the offline simulator); the three pools are disjoint.
+            (Synthetic users are disjoint by seed ranges: ``distill.log_seed_offset``, ``online.seed_offset``,
+            ``eval.user_seed_offset``.)
         split_seed: Seed of that user split.
     """
 
     id: str = "ialp/Synthetic-v0"
     kwargs: dict[str, Any] = field(default_factory=dict)
-    heldout_fraction: float = 0.2
+    online_fraction: float = 0.2
+    eval_fraction: float = 0.2
     split_seed: int = 0
 
 
@@ -118,41 +122,50 @@ class PretrainConfig:
 
 @dataclass
 class OnlineConfig:
-    """Online phase in the target environment (A-iALP, agents from scratch, bandits).
+    """Online phase with the online-adaptation users (A-iALP, agents from scratch, bandits).
 
     Attributes:
         total_timesteps: Environment steps of each online learner.
         seed_offset: Seeds of the online users (disjoint from evaluation and logging).
-        ap_floor: ``ap``: minimum probability of serving a session with either policy (exploration floor).
-        ap_temperature: ``ap``: gate temperature, in units of the return's standard deviation.
-        ap_step: ``ap``: step size of the recency-weighted return estimates of each policy.
-        ap_min_episodes: ``ap``: episodes each policy must earn before the gate moves from 1/2.
+        ap_floor: ``ap``: the mixture weight of each policy stays in ``[floor, 1 - floor]``.
+        ap_init_weight: ``ap``: initial weight of the frozen pretrained policy in the mixture.
+        ap_gate_lr: ``ap``: learning rate of the mixture weight's logit.
         epsilon: ``eps-greedy`` exploration rate.
         ucb_c: ``ucb`` exploration bonus scale.
     """
 
     total_timesteps: int = 20_000
     seed_offset: int = 2_000_000
-    ap_floor: float = 0.1
-    ap_temperature: float = 0.1
-    ap_step: float = 0.05
-    ap_min_episodes: int = 10
+    ap_floor: float = 0.05
+    ap_init_weight: float = 0.5
+    ap_gate_lr: float = 0.05
     epsilon: float = 0.1
     ucb_c: float = 0.5
 
 
 @dataclass
-class EvalConfig:
-    """Held-out users (their seeds never used in training) and the training seeds.
+class OfflineRLConfig:
+    """Offline RL baselines (``cql``, ``bcq``, d3rlpy) trained on the training users' logged transitions."""
 
-    ``deterministic``: learned policies act by argmax (default); ``false`` samples actions from the policy, as
-    it does online. Argmax actor-critic policies tend to repeat one item, which repetition-averse users punish.
+    steps: int = 20_000
+    batch_size: int = 256
+    learning_rate: float = 3e-4
+    hidden: list[int] = field(default_factory=lambda: [256, 256])
+    max_transitions: int = 100_000
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation sessions with the evaluation users, and the training seeds.
+
+    ``modes``: ``sample`` (actor-critic policies sample their actions, as they do online and as EasyRL4Rec's
+    collectors evaluate them; the headline) and ``argmax``; other policies act the same in both.
     """
 
     users: int = 500
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     user_seed_offset: int = 1_000_000
-    deterministic: bool = True
+    modes: list[str] = field(default_factory=lambda: ["sample", "argmax"])
 
 
 @dataclass
@@ -172,7 +185,9 @@ class ExperimentConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     online: OnlineConfig = field(default_factory=OnlineConfig)
+    offline: OfflineRLConfig = field(default_factory=OfflineRLConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    settings: list[str] = field(default_factory=lambda: ["free"])
     methods: list[str] = field(default_factory=lambda: ["random", "oracle-greedy", "a2c-scratch", "ialp",
                                                         "a-ialp-ft", "a-ialp-ap"])
     candidates: dict[str, Any] = field(default_factory=dict)
@@ -193,13 +208,7 @@ class ExperimentConfig:
 ALGOS = ("a2c", "ppo")
 LOSSES = ("listwise", "pairwise", "pointwise")
 MODES = ("choice", "score")
-METHODS = ("random", "popularity", "greedy-mf", "oracle-greedy", "eps-greedy", "ucb", "bc",
-           "a2c-scratch", "ppo-scratch", "dqn-scratch", "ialp", "a-ialp-ft", "a-ialp-ap", "ialp-oracle",
-           "ialp-logonly", "candidates-top1")
-#: Methods that act on the whole catalogue, so not with a candidate generator.
-CATALOGUE_METHODS = ("popularity", "greedy-mf", "eps-greedy", "ucb", "bc")
-#: Methods that need a candidate generator (the ``candidates`` section).
-GENERATOR_METHODS = ("candidates-top1",)
+EVAL_MODES = ("sample", "argmax")
 
 
 def _build(cls: type[T], data: Any, where: str) -> T:
@@ -247,28 +256,32 @@ def _validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"reward.loss: {cfg.reward.loss!r} is not one of {LOSSES}")
     if not 0.0 < cfg.reward.holdout < 1.0:
         raise ConfigError(f"reward.holdout: must be in (0, 1), got {cfg.reward.holdout}")
-    if not 0.0 < cfg.env.heldout_fraction < 1.0:
-        raise ConfigError(f"env.heldout_fraction: must be in (0, 1), got {cfg.env.heldout_fraction}")
+    for name in ("online_fraction", "eval_fraction"):
+        if not 0.0 < getattr(cfg.env, name) < 1.0:
+            raise ConfigError(f"env.{name}: must be in (0, 1), got {getattr(cfg.env, name)}")
+    if cfg.env.online_fraction + cfg.env.eval_fraction >= 1.0:
+        raise ConfigError("env.online_fraction + env.eval_fraction must leave training users, got "
+                          f"{cfg.env.online_fraction} + {cfg.env.eval_fraction}")
     if not 0.0 <= cfg.online.ap_floor < 0.5:
         raise ConfigError(f"online.ap_floor: must be in [0, 0.5), got {cfg.online.ap_floor}")
-    if cfg.online.ap_temperature <= 0 or not 0.0 < cfg.online.ap_step <= 1.0:
-        raise ConfigError("online.ap_temperature must be > 0 and online.ap_step in (0, 1], got "
-                          f"{cfg.online.ap_temperature}, {cfg.online.ap_step}")
+    if not cfg.online.ap_floor <= cfg.online.ap_init_weight <= 1.0 - cfg.online.ap_floor:
+        raise ConfigError(f"online.ap_init_weight: must be in [ap_floor, 1 - ap_floor], got "
+                          f"{cfg.online.ap_init_weight}")
+    if cfg.agent.learning_rate <= 0 or cfg.online.ap_gate_lr < 0:
+        raise ConfigError(f"agent.learning_rate must be > 0 and online.ap_gate_lr >= 0, got "
+                          f"{cfg.agent.learning_rate}, {cfg.online.ap_gate_lr}")
     if cfg.eval.users < 1 or not cfg.eval.seeds:
         raise ConfigError(f"eval: need users >= 1 and at least one seed, got {cfg.eval.users}, {cfg.eval.seeds}")
-    bad = [m for m in cfg.methods if m not in METHODS]
+    bad = [m for m in cfg.eval.modes if m not in EVAL_MODES] or ([] if cfg.eval.modes else ["(none)"])
     if bad:
-        raise ConfigError(f"methods: {bad} not among {METHODS}")
-    if cfg.candidates_config() is None:
-        bad = [m for m in cfg.methods if m in GENERATOR_METHODS]
-        if bad:
-            raise ConfigError(f"methods: {bad} need a candidate generator; add a candidates section")
-    else:
-        if "candidates" in cfg.env.kwargs:
-            raise ConfigError("env.kwargs.candidates and the candidates section are both set; keep one")
-        bad = [m for m in cfg.methods if m in CATALOGUE_METHODS]
-        if bad:
-            raise ConfigError(f"methods: {bad} act on the whole catalogue; with a candidates section use others")
+        raise ConfigError(f"eval.modes: {bad} not among {EVAL_MODES}")
+    from ialp.envs.registration import SETTINGS
+
+    bad = [s for s in cfg.settings if s not in SETTINGS] or ([] if cfg.settings else ["(none)"])
+    if bad:
+        raise ConfigError(f"settings: {bad} not among {tuple(SETTINGS)}")
+    if cfg.candidates_config() is not None and "candidates" in cfg.env.kwargs:
+        raise ConfigError("env.kwargs.candidates and the candidates section are both set; keep one")
     from ialp.llm.base import LLMConfig
 
     try:

@@ -4,17 +4,22 @@ Every stage writes its artefact next to a ``.key`` file holding a hash of the co
 rerun skips a stage whose artefact exists with the same key (and the LLM cache makes a redone distillation
 free). Layout of a run folder ``DIR``::
 
-    config.yaml  results.csv  curves.csv  summary.md  results.png  curves.png
+    config.yaml  results.csv  curves.csv  summary.md  results.png  curves.png  fidelity/ (logged envs)
     candidates/generator.pt + metrics.json (with a ``candidates`` section)
     distill/{llm,oracle}.npz + .json   reward/{llm,oracle,logonly}.pt + .json
-    pretrain/{variant}_s{seed}.zip     runs/{method}_s{seed}.json (+ ap/ gate state)   tb/ (TensorBoard)
+    pretrain/{variant}_{setting}_s{seed}.zip   runs/{method}_{setting}_s{seed}.json (+ ap's model)   tb/
+
+Methods live in one registry (:data:`METHODS`); each (method, setting, seed) is trained in its setting (EasyRL4Rec's
+``free``/``nx0``/``nx10``) and evaluated with the evaluation users in every ``eval.modes``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +28,7 @@ import yaml
 from tqdm import tqdm
 
 from ialp.agents.common import EpisodeLog, EpisodeTracker, RecorderCallback, World, log_interval, sb3_model
-from ialp.config import ExperimentConfig
+from ialp.config import ConfigError, ExperimentConfig, load_config
 from ialp.eval import (
     CURVE_FIELDS,
     RESULT_FIELDS,
@@ -37,26 +42,34 @@ from ialp.eval import (
     summary_table,
     write_csv,
 )
+from ialp.eval.report import curve_stats, online_comparison
 from ialp.rewards.model import LOSSES, PreferenceSet, RewardModel
 from ialp.simulators.leave import make_leave_rule
 
-#: Methods that need a pretrained policy, by the distillation variant they pretrain on.
-PRETRAINED = {"ialp": "llm", "a-ialp-ft": "llm", "a-ialp-ap": "llm", "ialp-oracle": "oracle",
-              "ialp-logonly": "logonly"}
-#: Methods without an online phase (their results do not depend on the ``online`` section).
-OFFLINE_ONLY = ("random", "oracle-greedy", "popularity", "greedy-mf", "bc", "candidates-top1")
-#: Online episodes averaged into ``online_first`` / ``online_last``.
-CURVE_EDGE = 50
+Online = tuple[Policy, EpisodeLog | None]
 
-__all__ = ["PRETRAINED", "run_experiment", "summary_table"]
+__all__ = ["METHODS", "Method", "Pipeline", "check_methods", "load_experiment", "run_experiment", "summary_table"]
 
 
-def _key(cfg: ExperimentConfig, *parts: Any) -> str:
-    data = cfg.to_dict()
-    if "env" in parts and data.get("candidates"):  # the candidate generator is part of the environment
-        parts = (*parts, "candidates")
-    blob = [data[p] if isinstance(p, str) and p in data else p for p in parts]
-    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+@dataclass(frozen=True)
+class Method:
+    """One entry of the method registry: the function that trains (if needed) and returns its policy.
+
+    Attributes:
+        run: ``run(pipeline, seed, setting) -> (policy, online episodes or None)``.
+        reads: Config sections the method reads besides ``env``/``eval`` (they enter its cache key).
+        pretrained: The distillation variant whose pretrained policy it starts from (its key enters too).
+        scope: ``catalogue``: whole-catalogue actions only; ``generator``: needs the ``candidates`` section.
+    """
+
+    run: Callable[[Pipeline, int, str], Online]
+    reads: tuple[str, ...] = ()
+    pretrained: str | None = None
+    scope: str = "any"
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _cached(path: Path, key: str) -> bool:
@@ -69,10 +82,16 @@ def _mark(path: Path, key: str) -> None:
 
 
 class Pipeline:
-    """One run: holds the config, the run folder, the world and the stage artefacts."""
+    """One run: holds the config, the run folder, the world and the stage artefacts.
+
+    Stage keys are chained: each stage's key hashes the config sections it reads and the keys of the stages it
+    consumes (world -> distillation -> reward -> pretraining -> method), so a change reruns exactly what
+    depends on it.
+    """
 
     def __init__(self, cfg: ExperimentConfig, out: str | Path, progress: bool = True,
                  log: Callable[[str], None] | None = None) -> None:
+        check_methods(cfg)
         self.cfg, self.out, self.progress = cfg, Path(out), progress
         self.log = log or (lambda msg: tqdm.write(f"[ialp] {msg}"))
         for sub in ("distill", "reward", "pretrain", "runs", "tb"):
@@ -80,6 +99,17 @@ class Pipeline:
         self._world: World | None = None
         self.skipped: list[str] = []
         self.done: list[str] = []
+
+    def section(self, name: str) -> Any:
+        """A config section as plain data (what stage keys hash)."""
+        return self.cfg.to_dict()[name]
+
+    @property
+    def world_key(self) -> str:
+        """Key of everything the world is built from."""
+        d = self.cfg.distill
+        return _digest(self.section("env"), self.section("candidates"), self.section("pretrain")["leave_rules"],
+                       d.log_users, d.log_seed_offset)
 
     @property
     def world(self) -> World:
@@ -99,19 +129,25 @@ class Pipeline:
 
         return SummaryWriter(str(self.out / "tb" / name))
 
+    def _llm(self, variant: str) -> dict[str, Any]:
+        return dict(self.cfg.llm) if variant == "llm" else {"backend": "oracle"}
+
     # ----------------------------------------------------------------------------------------- stages
+    def distill_key(self, variant: str) -> str:
+        """Key of the ``variant`` preference data set."""
+        return _digest(self.world_key, self.section("distill"), self._llm(variant))
+
     def distill(self, variant: str) -> dict[str, np.ndarray]:
         """Stage 1: the preference data set of ``variant`` (``llm`` = the configured backend, or ``oracle``)."""
         from ialp.agents.distill import distill
 
         path = self.out / "distill" / f"{variant}.npz"
-        llm = dict(self.cfg.llm) if variant == "llm" else {"backend": "oracle"}
-        key = _key(self.cfg, "env", "distill", llm)
+        key = self.distill_key(variant)
         if _cached(path, key):
             self.skipped.append(f"distill:{variant}")
             with np.load(path) as f:
                 return dict(f)
-        arrays, stats = distill(self.world, self.cfg, llm, progress=self.progress)
+        arrays, stats = distill(self.world, self.cfg, self._llm(variant), progress=self.progress)
         np.savez(path, **arrays)  # type: ignore[arg-type]
         path.with_suffix(".json").write_text(json.dumps(stats, indent=2))
         self.log(f"distill {variant}: {stats['ok']}/{stats['queries']} preferences, {stats['failed']} failed "
@@ -125,14 +161,18 @@ class Pipeline:
         self.done.append(f"distill:{variant}")
         return arrays
 
+    def reward_key(self, variant: str) -> str:
+        """Key of the ``variant`` reward model."""
+        source = (self.world_key, self.cfg.distill.queries) if variant == "logonly" else self.distill_key(variant)
+        return _digest(self.section("reward"), variant, source)
+
     def reward(self, variant: str) -> RewardModel:
         """Stage 2: the reward model of ``variant`` (``llm``, ``oracle`` or ``logonly``)."""
         from ialp.agents.distill import logged_feedback_set, preference_set
         from ialp.rewards.model import state_features
 
         path = self.out / "reward" / f"{variant}.pt"
-        deps = ("env", "reward", "distill") + ((dict(self.cfg.llm),) if variant == "llm" else (variant,))
-        key = _key(self.cfg, *deps)
+        key = self.reward_key(variant)
         if _cached(path, key):
             self.skipped.append(f"reward:{variant}")
             return RewardModel.load(path)
@@ -183,156 +223,275 @@ class Pipeline:
             out[f"heldout_accuracy_{loss}"] = m.accuracy(test)
         return out
 
-    def pretrain(self, variant: str, seed: int) -> Path:
+    def pretrain_key(self, variant: str, seed: int, setting: str) -> str:
+        """Key of one pretrained checkpoint."""
+        return _digest(self.section("agent"), self.section("pretrain"), self.reward_key(variant), seed, setting)
+
+    def pretrain(self, variant: str, seed: int, setting: str) -> Path:
         """Stage 3: iALP pretraining on the offline simulator with ``variant``'s learned reward."""
         from ialp.agents.ialp import pretrain
 
-        path = self.out / "pretrain" / f"{variant}_s{seed}.zip"
-        key = _key(self.cfg, "env", "distill", "reward", "agent", "pretrain", variant,
-                   dict(self.cfg.llm) if variant == "llm" else None, seed)
+        path = self.out / "pretrain" / f"{variant}_{setting}_s{seed}.zip"
+        key = self.pretrain_key(variant, seed, setting)
         if _cached(path, key):
-            self.skipped.append(f"pretrain:{variant}:{seed}")
+            self.skipped.append(f"pretrain:{variant}:{setting}:{seed}")
             return path
         reward = self.reward(variant)
         pretrain(self.world, reward, self.cfg.agent, self.cfg.pretrain.total_timesteps, seed, path,
-                 str(self.out / "tb"), f"pretrain-{variant}_s{seed}")
+                 str(self.out / "tb"), f"pretrain-{variant}_{setting}_s{seed}", setting=setting)
         _mark(path, key)
-        self.done.append(f"pretrain:{variant}:{seed}")
+        self.done.append(f"pretrain:{variant}:{setting}:{seed}")
         return path
 
-    def method(self, method: str, seed: int) -> dict[str, Any]:
-        """Stages 4–5: online phase (if any) and evaluation of one method and seed."""
-        path = self.out / "runs" / f"{method}_s{seed}.json"
-        variant = PRETRAINED.get(method)
-        online = None if method in OFFLINE_ONLY else "online"
-        key = _key(self.cfg, "env", "agent", online, "eval", method, seed,
-                   *(("distill", "reward", "pretrain", dict(self.cfg.llm) if variant == "llm" else variant)
-                     if variant else ()))
+    def method_key(self, method: str, seed: int, setting: str) -> str:
+        """Key of one (method, seed, setting) result: what the method reads, evaluation, and its pretraining."""
+        entry = METHODS[method]
+        parts = [self.world_key, self.section("eval"), method, seed, setting,
+                 *(self.section(r) for r in entry.reads)]
+        if entry.pretrained:
+            parts.append(self.pretrain_key(entry.pretrained, seed, setting))
+        return _digest(*parts)
+
+    def method(self, method: str, seed: int, setting: str) -> dict[str, Any]:
+        """Stages 4–5: online phase (if any) and evaluation (every ``eval.modes``) of one method, seed and setting."""
+        path = self.out / "runs" / f"{method}_{setting}_s{seed}.json"
+        key = self.method_key(method, seed, setting)
         if _cached(path, key):
-            self.skipped.append(f"run:{method}:{seed}")
+            self.skipped.append(f"run:{method}:{setting}:{seed}")
             result: dict[str, Any] = json.loads(path.read_text())
             return result
-        policy, episodes = self._online(method, seed, variant)
+        policy, episodes = METHODS[method].run(self, seed, setting)
         cfg = self.cfg
-        venv = self.world.target_env(cfg.eval.users, cfg.eval.user_seed_offset + seed)
-        stats = evaluate(policy, venv, seed=cfg.eval.user_seed_offset + seed)
-        returns = episodes.returns if episodes else []
-        row = {"method": method, "seed": seed, "cumulative_reward": float(stats.returns.mean()),
-               "avg_reward": stats.avg_reward, "length": float(stats.lengths.mean()), "coverage": stats.coverage,
-               "diversity": stats.diversity,
-               "online_first": float(np.mean(returns[:CURVE_EDGE])) if returns else None,
-               "online_last": float(np.mean(returns[-CURVE_EDGE:])) if returns else None}
-        result = {"row": row, "curve": returns, "curve_steps": episodes.steps if episodes else []}
-        with self._writer(f"{method}_s{seed}_eval") as w:
+        popularity = np.bincount(self.world.log.items, minlength=self.world.target.n_items).astype(np.float64)
+        curve = curve_stats(episodes.returns, episodes.steps, cfg.online.total_timesteps) if episodes else {}
+        rows = []
+        for mode in cfg.eval.modes:
+            acting = dataclasses.replace(policy, deterministic=mode == "argmax") if isinstance(policy, SB3Policy) \
+                else policy
+            venv = self.world.target_env(cfg.eval.users, cfg.eval.user_seed_offset + seed, setting)
+            stats = evaluate(acting, venv, seed=cfg.eval.user_seed_offset + seed, popularity=popularity)
+            rows.append({"method": method, "seed": seed, "setting": setting, "eval_mode": mode,
+                         "cumulative_reward": float(stats.returns.mean()), "avg_reward": stats.avg_reward,
+                         "length": float(stats.lengths.mean()), "coverage": stats.coverage,
+                         "diversity": stats.diversity, "novelty": stats.novelty, **curve})
+        result = {"rows": rows, "curve": episodes.returns if episodes else [],
+                  "curve_steps": episodes.steps if episodes else []}
+        with self._writer(f"{method}_{setting}_s{seed}_eval") as w:
             step = cfg.online.total_timesteps if episodes else 0
-            for k in RESULT_FIELDS[2:]:
-                if row.get(k) is not None:
-                    w.add_scalar(f"eval/{k}", float(row[k]), step)  # type: ignore[arg-type]
-            if episodes and method not in ("a2c-scratch", "ppo-scratch", "dqn-scratch", "a-ialp-ft", "a-ialp-ap"):
+            for row in rows:
+                for k in RESULT_FIELDS[4:]:
+                    value = row.get(k)
+                    if isinstance(value, float):
+                        w.add_scalar(f"eval/{row['eval_mode']}/{k}", value, step)
+            if episodes and not METHODS[method].reads.count("agent"):
                 for s, r in zip(episodes.steps, episodes.returns, strict=True):
                     w.add_scalar("rec/episode_return", r, s)
         path.write_text(json.dumps(result))
         _mark(path, key)
-        self.done.append(f"run:{method}:{seed}")
+        self.done.append(f"run:{method}:{setting}:{seed}")
         return result
 
-    # ----------------------------------------------------------------------------------------- methods
-    def _online_env(self, seed: int) -> Any:
+    # ----------------------------------------------------------------------------------------- helpers
+    def online_env(self, seed: int, setting: str) -> Any:
+        """The online-adaptation users' batched environment of one seed."""
         cfg = self.cfg
-        return self.world.target_env(cfg.agent.num_envs, cfg.online.seed_offset + 10_000 * seed)
+        return self.world.online_env(cfg.agent.num_envs, cfg.online.seed_offset + 10_000 * seed, setting)
 
-    def _online(self, method: str, seed: int, variant: str | None) -> tuple[Policy, EpisodeLog | None]:
-        from ialp.agents import baselines
-        from ialp.agents.adaptive import AdaptiveBlend, finetune
+    def pretrained(self, variant: str, seed: int, setting: str) -> Any:
+        """The pretrained SB3 model of ``variant`` (pretraining it first if needed)."""
         from ialp.agents.ialp import load
 
-        cfg, world = self.cfg, self.world
-        det = cfg.eval.deterministic
-        steps, tb = cfg.online.total_timesteps, str(self.out / "tb")
-        if method == "random":
-            return RandomPolicy(seed), None
-        if method == "oracle-greedy":
-            return OraclePolicy(), None
-        if method == "popularity":
-            return baselines.PopularityPolicy(world.log.items, world.log.feedback, world.target.n_items), None
-        if method == "candidates-top1":  # the candidate generator alone: always its best proposal (action 0)
-            from ialp.candidates import TopOnePolicy
-
-            return SB3Policy(TopOnePolicy()), None
-        if method == "greedy-mf":
-            return baselines.GreedyMFPolicy(world.offline.base.mf), None  # type: ignore[attr-defined]
-        if method in ("eps-greedy", "ucb"):
-            bandit = baselines.BanditPolicy(world.target.n_items, method, cfg.online.epsilon, cfg.online.ucb_c, seed)
-            return bandit, bandit.learn(self._online_env(seed), steps)
-        if method.endswith("-scratch"):
-            from stable_baselines3.common.vec_env import VecMonitor
-
-            venv = self._online_env(seed)
-            model = sb3_model(method.removesuffix("-scratch"), VecMonitor(venv), cfg.agent, seed, tb)
-            recorder = RecorderCallback(venv)
-            every = 4 if method == "dqn-scratch" else log_interval(steps, venv.num_envs, model.n_steps)
-            model.learn(steps, callback=recorder, tb_log_name=f"{method}_s{seed}", log_interval=every)
-            return SB3Policy(model, det), recorder.log
-        if method == "bc":
-            return self._bc(seed), None
-        assert variant is not None
-        ckpt = self.pretrain(variant, seed)
-        venv = self._online_env(seed)
-        pretrained = load(cfg.agent.algo, ckpt)
-        if method == "a-ialp-ft":
-            model, episodes = finetune(pretrained, venv, steps, tb_name=f"{method}_s{seed}")
-            return SB3Policy(model, det), episodes
-        if method == "a-ialp-ap":
-            learner = sb3_model("a2c", venv, cfg.agent, seed, None)
-            blend = AdaptiveBlend(pretrained, learner, cfg.online.ap_floor, cfg.online.ap_temperature,
-                                  cfg.online.ap_step, cfg.online.ap_min_episodes, seed, deterministic=det)
-            with self._writer(f"{method}_s{seed}") as w:
-                episodes = blend.learn(venv, steps, cfg.agent.n_steps, cfg.agent.gamma, cfg.agent.ent_coef, writer=w)
-            blend.save(self.out / "runs" / f"{method}_s{seed}")
-            return blend, episodes
-        # ialp, ialp-oracle, ialp-logonly: the frozen pretrained policy; its online curve for reference
-        policy = SB3Policy(pretrained, det)
-        return policy, _rollout(policy, venv, steps)
-
-    def _bc(self, seed: int) -> Policy:
-        from ialp.agents.baselines import behaviour_cloning
-        from ialp.agents.distill import sample_states
-
-        world = self.world
-        w = int(world.env_kwargs.get("history_len", 10))
-        n = min(len(world.log), 20_000)
-        states = sample_states(world.log, n, w, np.random.default_rng(seed), min_history=0)
-        obs = states.observations(world)
-        weights = (states.next_feedback >= np.median(states.next_feedback)).astype(np.float64)
-        model = sb3_model(self.cfg.agent.algo, self._online_env(seed), self.cfg.agent, seed, None)
-        behaviour_cloning(model, obs, states.next_items, weights, seed=seed)
-        return SB3Policy(model, self.cfg.eval.deterministic)
+        return load(self.cfg.agent.algo, self.pretrain(variant, seed, setting))
 
     # ----------------------------------------------------------------------------------------- all
     def run(self) -> list[dict[str, Any]]:
-        """Every configured method for every seed; writes the result files and returns the rows."""
+        """Every configured method for every setting and seed; writes the result files and returns the rows."""
         cfg = self.cfg
         (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         with self._writer("pipeline") as w:
             w.add_text("config", "```yaml\n" + yaml.safe_dump(cfg.to_dict(), sort_keys=False) + "\n```", 0)
-        variants = list(dict.fromkeys(PRETRAINED[m] for m in cfg.methods if m in PRETRAINED))
+        variants = list(dict.fromkeys(METHODS[m].pretrained for m in cfg.methods if METHODS[m].pretrained))
         for variant in variants:  # distil and fit once, before the per-seed loop
-            self.reward(variant)
+            if variant is not None:
+                self.reward(variant)
         rows: list[dict[str, Any]] = []
         curves: list[dict[str, Any]] = []
-        jobs = [(m, s) for m in cfg.methods for s in cfg.eval.seeds]
-        for method, seed in tqdm(jobs, desc="methods x seeds", unit="run", disable=not self.progress):
-            result = self.method(method, seed)
-            rows.append(result["row"])
-            curves.extend({"method": method, "seed": seed, "online_episode": i, "return": r}
-                          for i, r in enumerate(result["curve"]))
+        jobs = [(m, s, st) for st in cfg.settings for m in cfg.methods for s in cfg.eval.seeds]
+        for method, seed, setting in tqdm(jobs, desc="methods x seeds x settings", unit="run",
+                                          disable=not self.progress):
+            result = self.method(method, seed, setting)
+            rows.extend(result["rows"])
+            curves.extend({"method": method, "seed": seed, "setting": setting, "online_episode": i, "step": st,
+                           "return": r}
+                          for i, (r, st) in enumerate(zip(result["curve"], result["curve_steps"], strict=True)))
         write_csv(self.out / "results.csv", rows, RESULT_FIELDS)
         write_csv(self.out / "curves.csv", curves, CURVE_FIELDS)
-        (self.out / "summary.md").write_text(_summary(cfg, rows, self.out) + "\n")
+        (self.out / "summary.md").write_text(_summary(self, rows, curves) + "\n")
         plot_results(self.out / "results.png", rows)
-        if curves:
-            plot_curves(self.out / "curves.png", curves)
+        plot_curves(self.out / "curves.png", curves, cfg.online.total_timesteps)
+        if not self.world.synthetic:
+            self._fidelity()
         return rows
+
+    def _fidelity(self) -> None:
+        """The simulator fidelity report of the logged environment, in ``fidelity/``."""
+        from ialp.eval.fidelity import fidelity_report
+
+        kwargs = {k: v for k, v in self.cfg.env.kwargs.items()
+                  if k not in ("data_dir", "warm_start", "candidates", "history_len")}
+        fidelity_report(self.cfg.env.id, self.cfg.env.kwargs["data_dir"], self.out / "fidelity", **kwargs)
+
+
+# --------------------------------------------------------------------------------------------- methods
+def _random(pipe: Pipeline, seed: int, setting: str) -> Online:
+    return RandomPolicy(seed), None
+
+
+def _oracle(pipe: Pipeline, seed: int, setting: str) -> Online:
+    return OraclePolicy(), None
+
+
+def _popularity(pipe: Pipeline, seed: int, setting: str) -> Online:
+    from ialp.agents.baselines import PopularityPolicy
+
+    log = pipe.world.log
+    return PopularityPolicy(log.items, log.feedback, pipe.world.target.n_items), None
+
+
+def _greedy_mf(pipe: Pipeline, seed: int, setting: str) -> Online:
+    from ialp.agents.baselines import GreedyMFPolicy
+
+    return GreedyMFPolicy(pipe.world.offline.base.mf), None  # type: ignore[attr-defined]
+
+
+def _top1(pipe: Pipeline, seed: int, setting: str) -> Online:
+    from ialp.candidates import TopOnePolicy
+
+    return SB3Policy(TopOnePolicy()), None
+
+
+def _bandit(kind: str) -> Callable[[Pipeline, int, str], Online]:
+    def run(pipe: Pipeline, seed: int, setting: str) -> Online:
+        from ialp.agents.baselines import BanditPolicy
+
+        o = pipe.cfg.online
+        bandit = BanditPolicy(pipe.world.target.n_items, kind, o.epsilon, o.ucb_c, seed)
+        return bandit, bandit.learn(pipe.online_env(seed, setting), o.total_timesteps)
+
+    return run
+
+
+def _scratch(algo: str) -> Callable[[Pipeline, int, str], Online]:
+    def run(pipe: Pipeline, seed: int, setting: str) -> Online:
+        from stable_baselines3.common.vec_env import VecMonitor
+
+        cfg, steps = pipe.cfg, pipe.cfg.online.total_timesteps
+        venv = pipe.online_env(seed, setting)
+        model = sb3_model(algo, VecMonitor(venv), cfg.agent, seed, str(pipe.out / "tb"))
+        recorder = RecorderCallback(venv)
+        every = 4 if algo == "dqn" else log_interval(steps, venv.num_envs, model.n_steps)
+        model.learn(steps, callback=recorder, tb_log_name=f"{algo}-scratch_{setting}_s{seed}", log_interval=every)
+        return SB3Policy(model), recorder.log
+
+    return run
+
+
+def _bc(pipe: Pipeline, seed: int, setting: str) -> Online:
+    from ialp.agents.baselines import behaviour_cloning
+    from ialp.agents.distill import sample_states
+
+    world = pipe.world
+    w = int(world.env_kwargs.get("history_len", 10))
+    states = sample_states(world.log, min(len(world.log), 20_000), w, np.random.default_rng(seed), min_history=0)
+    weights = (states.next_feedback >= np.median(states.next_feedback)).astype(np.float64)
+    model = sb3_model(pipe.cfg.agent.algo, pipe.online_env(seed, setting), pipe.cfg.agent, seed, None)
+    behaviour_cloning(model, states.observations(world), states.next_items, weights, seed=seed)
+    return SB3Policy(model), None
+
+
+def _offline_rl(algo: str) -> Callable[[Pipeline, int, str], Online]:
+    def run(pipe: Pipeline, seed: int, setting: str) -> Online:
+        from ialp.agents.offline_rl import train_offline_rl
+
+        return train_offline_rl(algo, pipe.world, pipe.cfg.offline, seed), None
+
+    return run
+
+
+def _frozen(variant: str) -> Callable[[Pipeline, int, str], Online]:
+    """iALP without adaptation: the frozen pretrained policy; its online curve (sampling) for reference."""
+    def run(pipe: Pipeline, seed: int, setting: str) -> Online:
+        policy = SB3Policy(pipe.pretrained(variant, seed, setting))
+        return policy, _rollout(policy, pipe.online_env(seed, setting), pipe.cfg.online.total_timesteps)
+
+    return run
+
+
+def _finetune(pipe: Pipeline, seed: int, setting: str) -> Online:
+    from ialp.agents.adaptive import finetune
+
+    model, episodes = finetune(pipe.pretrained("llm", seed, setting), pipe.online_env(seed, setting),
+                               pipe.cfg.online.total_timesteps, tb_name=f"a-ialp-ft_{setting}_s{seed}")
+    return SB3Policy(model), episodes
+
+
+def _adaptive(pipe: Pipeline, seed: int, setting: str) -> Online:
+    from ialp.agents.adaptive import adaptive_mixture, finetune
+
+    a, o = pipe.cfg.agent, pipe.cfg.online
+    venv = pipe.online_env(seed, setting)
+    extra: dict[str, Any] = {"batch_size": a.batch_size, "n_epochs": a.n_epochs} if a.algo == "ppo" else {}
+    model = adaptive_mixture(pipe.pretrained("llm", seed, setting), venv, a.algo, learning_rate=a.learning_rate,
+                             n_steps=a.n_steps if a.algo == "a2c" else max(a.n_steps, 16), gamma=a.gamma,
+                             ent_coef=a.ent_coef, seed=seed, floor=o.ap_floor, init_weight=o.ap_init_weight,
+                             gate_lr=o.ap_gate_lr, tensorboard_log=str(pipe.out / "tb"), gae_lambda=a.gae_lambda,
+                             **extra)
+    model, episodes = finetune(model, venv, o.total_timesteps, tb_name=f"a-ialp-ap_{setting}_s{seed}")
+    model.save(str(pipe.out / "runs" / f"a-ialp-ap_{setting}_s{seed}.zip"))
+    return SB3Policy(model), episodes
+
+
+#: The method registry: adding a method is one entry here and one function above.
+METHODS: dict[str, Method] = {
+    "random": Method(_random),
+    "oracle-greedy": Method(_oracle),
+    "popularity": Method(_popularity, scope="catalogue"),
+    "greedy-mf": Method(_greedy_mf, scope="catalogue"),
+    "eps-greedy": Method(_bandit("eps-greedy"), reads=("online",), scope="catalogue"),
+    "ucb": Method(_bandit("ucb"), reads=("online",), scope="catalogue"),
+    "bc": Method(_bc, reads=("agent",), scope="catalogue"),
+    "cql": Method(_offline_rl("cql"), reads=("offline",), scope="catalogue"),
+    "bcq": Method(_offline_rl("bcq"), reads=("offline",), scope="catalogue"),
+    "a2c-scratch": Method(_scratch("a2c"), reads=("agent", "online")),
+    "ppo-scratch": Method(_scratch("ppo"), reads=("agent", "online")),
+    "dqn-scratch": Method(_scratch("dqn"), reads=("agent", "online")),
+    "ialp": Method(_frozen("llm"), reads=("online",), pretrained="llm"),
+    "ialp-oracle": Method(_frozen("oracle"), reads=("online",), pretrained="oracle"),
+    "ialp-logonly": Method(_frozen("logonly"), reads=("online",), pretrained="logonly"),
+    "a-ialp-ft": Method(_finetune, reads=("agent", "online"), pretrained="llm"),
+    "a-ialp-ap": Method(_adaptive, reads=("agent", "online"), pretrained="llm"),
+    "candidates-top1": Method(_top1, scope="generator"),
+}
+
+
+def check_methods(cfg: ExperimentConfig) -> None:
+    """Every configured method exists and fits the action space (catalogue vs candidate generator)."""
+    bad = [m for m in cfg.methods if m not in METHODS]
+    if bad:
+        raise ConfigError(f"methods: {bad} not among {tuple(METHODS)}")
+    has_generator = cfg.candidates_config() is not None or "candidates" in cfg.env.kwargs
+    bad = [m for m in cfg.methods if METHODS[m].scope == ("generator" if not has_generator else "catalogue")]
+    if bad:
+        need = "need a candidate generator (a candidates section)" if not has_generator else \
+            "act on the whole catalogue; with candidates use others"
+        raise ConfigError(f"methods: {bad} {need}")
+
+
+def load_experiment(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """``load_config`` plus the method checks: everything is validated before any work starts."""
+    cfg = load_config(path, overrides)
+    check_methods(cfg)
+    return cfg
 
 
 def _rollout(policy: Policy, venv: Any, total_timesteps: int) -> EpisodeLog:
@@ -341,16 +500,29 @@ def _rollout(policy: Policy, venv: Any, total_timesteps: int) -> EpisodeLog:
     tracker = EpisodeTracker(venv.num_envs, venv.model.n_items)
     steps = 0
     while steps < total_timesteps:
-        obs, rewards, dones, _ = venv.step(policy.act(obs, venv))
+        obs, rewards, dones, infos = venv.step(policy.act(obs, venv))
         steps += venv.num_envs
-        tracker.update(rewards, dones, venv.session.last_items, steps)
+        tracker.update(rewards, dones, np.array([i["item"] for i in infos]), steps)
     return tracker.log
 
 
-def _summary(cfg: ExperimentConfig, rows: list[dict[str, Any]], out: Path) -> str:
-    parts = [f"# {cfg.name}: {cfg.env.id}, LLM backend `{cfg.llm.get('backend')}`, seeds {cfg.eval.seeds}, "
-             f"{cfg.eval.users} held-out users", "", summary_table(rows), "",
-             f"`online first`/`online last`: mean return of the first/last {CURVE_EDGE} online episodes."]
+def _summary(pipe: Pipeline, rows: list[dict[str, Any]], curves: list[dict[str, Any]]) -> str:
+    cfg, out, info = pipe.cfg, pipe.out, pipe.world.info
+    pools = (f"training users (distillation, offline simulator, pretraining): {info.get('train_users')}; "
+             f"online-adaptation users: {info.get('online_users', 'new synthetic users per session')}"
+             f" ({cfg.agent.num_envs} sessions at a time, {cfg.online.total_timesteps:,} steps); evaluation users: "
+             f"{info.get('eval_users', 'new synthetic users')} ({cfg.eval.users} sessions per seed)")
+    parts = [f"# {cfg.name}: {cfg.env.id}, LLM backend `{cfg.llm.get('backend')}`, seeds {cfg.eval.seeds}", "",
+             f"User pools (disjoint): {pools}.", ""]
+    for setting in cfg.settings:
+        for mode in cfg.eval.modes:
+            sub = [r for r in rows if r["setting"] == setting and r["eval_mode"] == mode]
+            parts += [f"## setting `{setting}`, evaluation `{mode}`", "", summary_table(sub), ""]
+        parts.append(online_comparison([c for c in curves if c["setting"] == setting], cfg.online.total_timesteps))
+        parts.append("")
+    parts.append("Mean ± 95% Student-t interval over seeds. `online first`/`online last`: mean return of the online "
+                 "episodes that ended in the first/last 10% of online steps; `curve change`: last 25% of steps vs the "
+                 "25% before, relative (a flat curve is near 0).")
     if cfg.candidates and (out / "candidates" / "metrics.json").exists():
         m = json.loads((out / "candidates" / "metrics.json").read_text())
         parts.append(f"\nCandidate generator `{cfg.candidates.get('model', 'sidesan')}` (actions: its top "

@@ -17,12 +17,12 @@ from ialp.agents.common import EpisodeLog, EpisodeTracker
 from ialp.envs.vector import BatchedRecEnv
 
 
-def _mask_recent(scores: np.ndarray, venv: BatchedRecEnv) -> np.ndarray:
-    """``scores`` (B, N) with the items of each user's observation window set to -inf."""
+def _mask_recent(scores: np.ndarray, venv: BatchedRecEnv, obs: dict[str, np.ndarray]) -> np.ndarray:
+    """``scores`` (B, N) with the items of each user's observation window and the ``blocked`` ones set to -inf."""
     session = venv.session
     if session.candidates is not None:
         raise ValueError("catalogue baselines need an environment without candidate slots (candidates=None)")
-    recent = session.hist_items[:, -session.history_len:]
+    recent = np.concatenate([session.hist_items[:, -session.history_len:], obs["blocked"].astype(np.int64)], axis=1)
     out = scores.copy()
     rows = np.repeat(np.arange(len(out)), recent.shape[1])
     flat = recent.ravel()
@@ -42,7 +42,7 @@ class PopularityPolicy:
 
     def act(self, obs: dict[str, np.ndarray], venv: BatchedRecEnv) -> np.ndarray:
         scores = np.broadcast_to(self.scores, (venv.num_envs, len(self.scores)))
-        return _mask_recent(scores, venv).argmax(axis=1)
+        return _mask_recent(scores, venv, obs).argmax(axis=1)
 
 
 class GreedyMFPolicy:
@@ -69,7 +69,7 @@ class GreedyMFPolicy:
         gram = np.einsum("bwi,bwj->bij", x, x) + self.reg * np.eye(d)
         user = np.linalg.solve(gram, np.einsum("bwi,bw->bi", x, y)[..., None])[..., 0]
         scores = mf.mean + mf.item_bias[None, :] + user @ mf.item_factors.T
-        return _mask_recent(scores, venv).argmax(axis=1)
+        return _mask_recent(scores, venv, obs).argmax(axis=1)
 
 
 class BanditPolicy:
@@ -92,34 +92,34 @@ class BanditPolicy:
         """Mean observed reward of each item (0 where unseen)."""
         return self.sums / np.maximum(self.counts, 1)
 
-    def _explore_act(self, venv: BatchedRecEnv) -> np.ndarray:
+    def _explore_act(self, venv: BatchedRecEnv, obs: dict[str, np.ndarray]) -> np.ndarray:
         b, n = venv.num_envs, len(self.counts)
         if self.kind == "ucb":
             t = max(self.counts.sum(), 1.0)
             bonus = np.where(self.counts > 0, self.c * np.sqrt(np.log(t + 1) / np.maximum(self.counts, 1)), 1e6)
             scores = np.broadcast_to(self.means + bonus + 1e-6 * self.rng.random(n), (b, n))
-            return _mask_recent(scores, venv).argmax(axis=1)
-        greedy = _mask_recent(np.broadcast_to(self.means, (b, n)), venv).argmax(axis=1)
+            return _mask_recent(scores, venv, obs).argmax(axis=1)
+        greedy = _mask_recent(np.broadcast_to(self.means, (b, n)), venv, obs).argmax(axis=1)
         explore = self.rng.random(b) < self.epsilon
         return np.where(explore, self.rng.integers(0, n, b), greedy)
 
     def learn(self, venv: BatchedRecEnv, total_timesteps: int) -> EpisodeLog:
         """Act and update online for ``total_timesteps`` env steps; returns the finished sessions."""
-        venv.reset()
+        obs: dict[str, np.ndarray] = venv.reset()  # type: ignore[assignment]
         tracker = EpisodeTracker(venv.num_envs, len(self.counts))
         steps = 0
         while steps < total_timesteps:
-            actions = self._explore_act(venv)
-            _, rewards, dones, _ = venv.step(actions)
+            actions = self._explore_act(venv, obs)
+            obs, rewards, dones, _ = venv.step(actions)  # type: ignore[assignment]
             np.add.at(self.sums, actions, rewards)
             np.add.at(self.counts, actions, 1)
             steps += venv.num_envs
-            tracker.update(rewards, dones, venv.session.last_items, steps)
+            tracker.update(rewards, dones, actions, steps)
         return tracker.log
 
     def act(self, obs: dict[str, np.ndarray], venv: BatchedRecEnv) -> np.ndarray:
         scores = np.broadcast_to(self.means, (venv.num_envs, len(self.counts)))
-        return _mask_recent(scores, venv).argmax(axis=1)
+        return _mask_recent(scores, venv, obs).argmax(axis=1)
 
 
 def behaviour_cloning(model: Any, obs: dict[str, np.ndarray], actions: np.ndarray, weights: np.ndarray | None = None,

@@ -91,18 +91,21 @@ class ModelView(UserModel):
 
 @dataclass
 class World:
-    """The two environments of an experiment and what was logged.
+    """The environments of an experiment and what was logged.
 
     Attributes:
-        target: Ground-truth model over the target users (online adaptation and evaluation).
+        target: Ground-truth model over the evaluation users.
         offline: The logged-data simulator (fitted on the training users' log), same observation space.
-        env_kwargs: Environment arguments shared by both (history length, leave rules, candidates, ...).
+        env_kwargs: Environment arguments shared by all (history length, leave rules, candidates, ...).
         max_episode_steps: Session cap.
         log: The training users' interaction log (``ialp.data.InteractionLog``).
         user_features: (n_log_users, F) observable features of the logged users.
         log_states: Synthetic only: the ground-truth user state before each logged interaction (for the oracle).
         synthetic: Whether target users are generated (True) or drawn from a log (False).
+        info: Sizes of the user pools and other facts for the summary.
         offline_leave_rules: Leave rules of the offline simulator only (``pretrain.leave_rules``).
+        online: Ground-truth model over the online-adaptation users (default: ``target``; synthetic users are
+            told apart by their seeds instead).
     """
 
     target: UserModel
@@ -115,21 +118,29 @@ class World:
     synthetic: bool = True
     info: dict[str, Any] = field(default_factory=dict)
     offline_leave_rules: tuple[LeaveRule, ...] = ()
+    online: UserModel | None = None
 
-    def target_env(self, num_envs: int, seed: int) -> BatchedRecEnv:
-        """Batched target environment, user ``i`` seeded ``seed + i``."""
-        return self._make(self.target, num_envs, seed)
+    def target_env(self, num_envs: int, seed: int, setting: str = "free") -> BatchedRecEnv:
+        """Batched environment of the evaluation users under ``setting``, user ``i`` seeded ``seed + i``."""
+        return self._make(self.target, num_envs, seed, setting)
 
-    def offline_env(self, num_envs: int, seed: int) -> BatchedRecEnv:
+    def online_env(self, num_envs: int, seed: int, setting: str = "free") -> BatchedRecEnv:
+        """Batched environment of the online-adaptation users under ``setting``."""
+        return self._make(self.online or self.target, num_envs, seed, setting)
+
+    def offline_env(self, num_envs: int, seed: int, setting: str = "free") -> BatchedRecEnv:
         """Batched logged-data simulator (its reward is the logged model's until wrapped), with the
         offline-only leave rules on top of the shared ones."""
-        return self._make(self.offline, num_envs, seed, self.offline_leave_rules)
+        return self._make(self.offline, num_envs, seed, setting, self.offline_leave_rules)
 
-    def _make(self, model: UserModel, num_envs: int, seed: int,
+    def _make(self, model: UserModel, num_envs: int, seed: int, setting: str,
               extra_leave_rules: Sequence[LeaveRule] = ()) -> BatchedRecEnv:
-        kwargs = dict(self.env_kwargs)
+        from ialp.envs.registration import SETTINGS
+
+        kwargs = {**self.env_kwargs, **SETTINGS[setting]}
+        cap = kwargs.pop("max_episode_steps", self.max_episode_steps)
         kwargs["leave_rules"] = [*kwargs.get("leave_rules", ()), *extra_leave_rules]
-        venv = BatchedRecEnv(model, num_envs, max_episode_steps=self.max_episode_steps, **kwargs)
+        venv = BatchedRecEnv(model, num_envs, max_episode_steps=cap, **kwargs)
         venv.seed(seed)
         return venv
 
@@ -201,12 +212,12 @@ class EpisodeTracker:
 class RecorderCallback(BaseCallback):
     """Records every finished online episode and logs ``rec/`` metrics next to SB3's own (x = env steps).
 
-    Rewards are the environment's (under a learned-reward wrapper, ``info["env_reward"]`` when present).
+    It reads what ``step`` returns: rewards are the environment's (under a learned-reward wrapper,
+    ``info["env_reward"]``), the shown item is ``info["item"]``.
     """
 
     def __init__(self, venv: BatchedRecEnv) -> None:
         super().__init__()
-        self.session = venv.session
         self.tracker = EpisodeTracker(venv.num_envs, venv.model.n_items)
 
     @property
@@ -217,8 +228,8 @@ class RecorderCallback(BaseCallback):
     def _on_step(self) -> bool:
         infos = self.locals["infos"]
         rewards = np.array([i.get("env_reward", r) for i, r in zip(infos, self.locals["rewards"], strict=True)])
-        rows = self.tracker.update(rewards, np.asarray(self.locals["dones"]), self.session.last_items,
-                                   self.num_timesteps)
+        items = np.array([i["item"] for i in infos])
+        rows = self.tracker.update(rewards, np.asarray(self.locals["dones"]), items, self.num_timesteps)
         if len(rows):
             self.logger.record_mean("rec/episode_return", float(np.mean(self.tracker.log.returns[-len(rows):])))
             self.logger.record_mean("rec/episode_length", float(np.mean(self.tracker.log.lengths[-len(rows):])))

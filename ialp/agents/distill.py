@@ -122,15 +122,16 @@ def build_world(cfg: ExperimentConfig, cache_dir: Path | None = None, candidates
         fitted = LoggedUserModel(data, MFConfig(), cache_dir=cache_dir, verbose=False)
         offline = ModelView(fitted, item_embeddings=model.item_embeddings, user_features=feats)
         world = World(model, offline, env_kw, cap, log, feats, states, synthetic=True,
-                      info={"log_interactions": len(log), "log_users": log.n_users})
+                      info={"train_users": log.n_users, "log_interactions": len(log)})
         return attach_candidates(world, cfg, model.catalog, candidates_dir, progress)
     if not isinstance(model, LoggedUserModel):
         raise TypeError(f"{env_id}: unsupported user model {type(model).__name__}")
     data = load_dataset(_data_dir(cfg.env.kwargs))
     n = data.log.n_users
     perm = np.random.default_rng(cfg.env.split_seed).permutation(n)
-    n_held = max(1, round(cfg.env.heldout_fraction * n))
-    held, train = np.sort(perm[:n_held]), np.sort(perm[n_held:])
+    n_eval, n_online = max(1, round(cfg.env.eval_fraction * n)), max(1, round(cfg.env.online_fraction * n))
+    held, online_users = np.sort(perm[:n_eval]), np.sort(perm[n_eval:n_eval + n_online])
+    train = np.sort(perm[n_eval + n_online:])
     train_log = data.log.select(np.isin(data.log.users, train), name=f"{data.log.name}:train-users")
     mf = cfg.env.kwargs.get("mf") or {}
     fitted = LoggedUserModel(LoggedData(train_log, data.catalog, data.report), mf=MFConfig(**mf),
@@ -138,8 +139,10 @@ def build_world(cfg: ExperimentConfig, cache_dir: Path | None = None, candidates
     feats = model.user_features({"user": np.arange(n)})
     offline = ModelView(fitted, item_embeddings=fitted.item_embeddings, user_features=feats, users=train)
     target = ModelView(model, item_embeddings=fitted.item_embeddings, user_features=feats, users=held)
-    world = World(target, offline, env_kw, cap, train_log, feats, None, synthetic=False,
-                  info={"train_users": len(train), "heldout_users": len(held), "log_interactions": len(train_log)})
+    online = ModelView(model, item_embeddings=fitted.item_embeddings, user_features=feats, users=online_users)
+    world = World(target, offline, env_kw, cap, train_log, feats, None, synthetic=False, online=online,
+                  info={"train_users": len(train), "online_users": len(online_users), "eval_users": len(held),
+                        "log_interactions": len(train_log)})
     return attach_candidates(world, cfg, data.catalog, candidates_dir, progress)
 
 
@@ -155,12 +158,14 @@ class StateSample:
     next_feedback: np.ndarray
 
     def observations(self, world: World) -> dict[str, np.ndarray]:
-        """The observation dicts (batch-first) an environment would show in these states."""
+        """The observation dicts (batch-first) a catalogue environment of the ``free`` setting would show in
+        these states (nothing ``blocked``)."""
         emb = world.offline.item_embeddings
         mask = (self.hist_items >= 0).astype(np.float32)
         hist = emb[np.maximum(self.hist_items, 0)] * mask[..., None]
         return {"history": hist.astype(np.float32), "feedback": (self.hist_feedback * mask).astype(np.float32),
-                "mask": mask, "user": world.user_features[self.users].astype(np.float32)}
+                "mask": mask, "user": world.user_features[self.users].astype(np.float32),
+                "blocked": np.full((len(self.users), world.max_episode_steps), -1.0, dtype=np.float32)}
 
 
 def sample_states(log: InteractionLog, n: int, window: int, rng: np.random.Generator,

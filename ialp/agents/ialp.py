@@ -19,16 +19,17 @@ from ialp.rewards.model import RewardModel
 from ialp.rewards.wrappers import LearnedRewardVecEnv
 
 
-def offline_env(world: World, reward: RewardModel, num_envs: int, seed: int) -> VecMonitor:
+def offline_env(world: World, reward: RewardModel, num_envs: int, seed: int, setting: str = "free") -> VecMonitor:
     """The offline simulator with the learned reward (monitored, so SB3 logs its episode statistics)."""
-    return VecMonitor(LearnedRewardVecEnv(world.offline_env(num_envs, seed), reward))
+    return VecMonitor(LearnedRewardVecEnv(world.offline_env(num_envs, seed, setting), reward))
 
 
 def pretrain(world: World, reward: RewardModel, agent: AgentConfig, total_timesteps: int, seed: int,
              path: str | Path, tensorboard_log: str | None = None, tb_name: str = "pretrain",
-             progress: bool = False) -> Any:
-    """Pretrain ``agent.algo`` for ``total_timesteps`` offline; save the checkpoint to ``path`` and return it."""
-    venv = offline_env(world, reward, agent.num_envs, seed)
+             progress: bool = False, setting: str = "free") -> Any:
+    """Pretrain ``agent.algo`` for ``total_timesteps`` offline in ``setting``; save the checkpoint to ``path`` and
+    return it."""
+    venv = offline_env(world, reward, agent.num_envs, seed, setting)
     model = sb3_model(agent.algo, venv, agent, seed, tensorboard_log)
     model.learn(total_timesteps, tb_log_name=tb_name, progress_bar=progress,
                 log_interval=log_interval(total_timesteps, agent.num_envs, model.n_steps))

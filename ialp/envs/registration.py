@@ -23,6 +23,15 @@ ENV_ARGS = ("history_len", "repeat", "repeat_penalty", "leave_rules", "candidate
             "render_mode")
 MAX_EPISODE_STEPS = 50
 
+#: The anchors' evaluation settings (EasyRL4Rec / DORL): environment arguments each one sets.
+#: ``free``: repeats allowed, leave rules on; ``nx0``: no repeats (a policy sees the session's items as
+#: ``blocked``), leave rules on; ``nx10``: no repeats, exactly 10 turns, nobody leaves.
+SETTINGS: dict[str, dict[str, Any]] = {
+    "free": {"repeat": "allow"},
+    "nx0": {"repeat": "forbid"},
+    "nx10": {"repeat": "forbid", "leave": False, "max_episode_steps": 10},
+}
+
 
 def _split(env_id: str, kwargs: Mapping[str, Any], model_args: tuple[str, ...]) -> tuple[dict, dict]:
     """Separate model arguments from environment arguments; reject unknown names clearly."""
@@ -160,4 +169,4 @@ def register_envs() -> None:
             gym.register(env_id, entry_point=f"{cls.__module__}:{cls.__name__}", max_episode_steps=MAX_EPISODE_STEPS)
 
 
-__all__ = ["BUILDERS", "LeaveRule", "make_batched", "make_env", "register_envs"]
+__all__ = ["BUILDERS", "SETTINGS", "LeaveRule", "make_batched", "make_env", "register_envs"]

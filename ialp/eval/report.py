@@ -11,12 +11,14 @@ import numpy as np
 
 from ialp.eval.rollout import summarize
 
-RESULT_FIELDS = ("method", "seed", "cumulative_reward", "avg_reward", "length", "coverage", "diversity",
-                 "online_first", "online_last")
-CURVE_FIELDS = ("method", "seed", "online_episode", "return")
-METRIC_NAMES = {"cumulative_reward": "cumulative reward", "avg_reward": "avg reward", "length": "length",
-                "coverage": "coverage", "diversity": "diversity", "online_first": "online first",
-                "online_last": "online last"}
+RESULT_FIELDS = ("method", "seed", "setting", "eval_mode", "cumulative_reward", "avg_reward", "length", "coverage",
+                 "diversity", "novelty", "online_first", "online_last", "curve_change")
+CURVE_FIELDS = ("method", "seed", "setting", "online_episode", "step", "return")
+METRIC_NAMES = {"cumulative_reward": "cumulative reward", "avg_reward": "reward/step", "length": "length",
+                "coverage": "coverage", "diversity": "diversity", "novelty": "novelty", "online_first": "online first",
+                "online_last": "online last", "curve_change": "curve change"}
+#: Bins of online environment steps in which curves are averaged (first/last bin = first/last 10% of steps).
+CURVE_BINS = 10
 
 
 def write_csv(path: str | Path, rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> None:
@@ -35,13 +37,58 @@ def _cell(values: list[float]) -> str:
     return f"{mean:.3f}" + (f" ± {half:.3f}" if np.isfinite(half) else "")
 
 
-def summary_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Markdown table: mean ± 95% CI over seeds of each metric, per method (in order of first appearance).
+def curve_stats(returns: Sequence[float], steps: Sequence[int], total_steps: int) -> dict[str, float | None]:
+    """``online_first``/``online_last``: mean return of the episodes that ended in the first/last 10% of the
+    online steps; ``curve_change``: (last 25% - previous 25%) / |previous 25%|, near 0 when the curve is flat."""
+    r, s = np.asarray(returns, dtype=np.float64), np.asarray(steps, dtype=np.float64) / max(total_steps, 1)
 
-    ``online first``/``online last``: mean return of the first/last online episodes (methods that act online).
-    """
+    def mean(lo: float, hi: float) -> float | None:
+        sel = r[(s > lo) & (s <= hi)]
+        return float(sel.mean()) if len(sel) else None
+
+    last, prev = mean(0.75, np.inf), mean(0.5, 0.75)
+    change = (last - prev) / max(abs(prev), 1e-9) if last is not None and prev is not None else None
+    return {"online_first": mean(-np.inf, 0.1), "online_last": mean(0.9, np.inf), "curve_change": change}
+
+
+def binned_curves(curves: Sequence[dict[str, Any]], total_steps: int,
+                  bins: int = CURVE_BINS) -> dict[str, np.ndarray]:
+    """Per method: (seeds, bins) mean return of the episodes ending in each bin of online steps (NaN if none)."""
+    out: dict[str, np.ndarray] = {}
+    for m in dict.fromkeys(c["method"] for c in curves):
+        seeds = list(dict.fromkeys(c["seed"] for c in curves if c["method"] == m))
+        table = np.full((len(seeds), bins), np.nan)
+        for j, seed in enumerate(seeds):
+            pts = [(c["step"], c["return"]) for c in curves if c["method"] == m and c["seed"] == seed]
+            st = np.array([p[0] for p in pts], dtype=np.float64)
+            r = np.array([p[1] for p in pts], dtype=np.float64)
+            idx = np.minimum((st / max(total_steps, 1) * bins).astype(int), bins - 1)
+            for b in range(bins):
+                if (idx == b).any():
+                    table[j, b] = r[idx == b].mean()
+        out[m] = table
+    return out
+
+
+def online_comparison(curves: Sequence[dict[str, Any]], total_steps: int, learner: str = "a-ialp-ft",
+                      reference: str = "a2c-scratch") -> str:
+    """How ``learner`` starts against ``reference`` (first 10% of online steps) and when it reaches the
+    reference's final return (its last 10%), from the seed-averaged binned curves; empty if either is missing."""
+    table = binned_curves(curves, total_steps)
+    if learner not in table or reference not in table:
+        return ""
+    ours, ref = np.nanmean(table[learner], axis=0), np.nanmean(table[reference], axis=0)
+    reached = np.flatnonzero(ours >= ref[-1])
+    when = f"after {(reached[0] + 1) / len(ours):.0%} of its online steps" if len(reached) else "not within its steps"
+    return (f"`{learner}` vs `{reference}` online: first 10% of steps {ours[0]:.3f} vs {ref[0]:.3f}; `{learner}` "
+            f"reaches `{reference}`'s final return ({ref[-1]:.3f}) {when}.")
+
+
+def summary_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown table: mean ± 95% Student-t interval over seeds of each metric, per method (in order of first
+    appearance). Pass the rows of one setting and evaluation mode."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    keys = RESULT_FIELDS[2:]
+    keys = RESULT_FIELDS[4:]
     lines = ["| method | seeds | " + " | ".join(METRIC_NAMES[k] for k in keys) + " |",
              "|---|---:|" + "---:|" * len(keys)]
     for m in methods:
@@ -51,41 +98,46 @@ def summary_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(path: str | Path, curves: Sequence[dict[str, Any]], window: int = 25) -> None:
-    """Return per online episode (moving average over ``window`` episodes, mean over seeds) per method."""
+def plot_curves(path: str | Path, curves: Sequence[dict[str, Any]], total_steps: int) -> None:
+    """Online return against environment steps: per setting, the mean over seeds of each method's binned curve
+    with a 95% Student-t band."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for m in dict.fromkeys(c["method"] for c in curves):
-        per_seed = []
-        for s in dict.fromkeys(c["seed"] for c in curves if c["method"] == m):
-            r = np.array([c["return"] for c in curves if c["method"] == m and c["seed"] == s], dtype=np.float64)
-            if len(r) >= window:
-                per_seed.append(np.convolve(r, np.ones(window) / window, mode="valid"))
-        if per_seed:
-            n = min(len(p) for p in per_seed)
-            ax.plot(np.arange(n) + window, np.mean([p[:n] for p in per_seed], axis=0), label=m)
-    ax.set_xlabel("online episode")
-    ax.set_ylabel(f"return (moving average of {window})")
-    if ax.lines:
-        ax.legend(fontsize=8)
-    else:
-        ax.text(0.5, 0.5, f"no method has {window} online episodes in a seed", ha="center", transform=ax.transAxes)
+    settings = list(dict.fromkeys(c["setting"] for c in curves)) or ["free"]
+    fig, axes = plt.subplots(1, len(settings), figsize=(6.5 * len(settings), 4.5), squeeze=False)
+    x = (np.arange(CURVE_BINS) + 0.5) * total_steps / CURVE_BINS
+    for ax, setting in zip(axes[0], settings, strict=True):
+        for m, table in binned_curves([c for c in curves if c["setting"] == setting], total_steps).items():
+            stats = [summarize(col[np.isfinite(col)]) if np.isfinite(col).any() else (np.nan, np.nan)
+                     for col in table.T]
+            mean, half = np.array([s[0] for s in stats]), np.nan_to_num(np.array([s[1] for s in stats]))
+            (line,) = ax.plot(x, mean, label=m)
+            ax.fill_between(x, mean - half, mean + half, color=line.get_color(), alpha=0.2)
+        ax.set_title(f"setting {setting}")
+        ax.set_xlabel("online environment steps")
+        ax.set_ylabel("episode return")
+        if ax.lines:
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no method has online episodes", ha="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def plot_results(path: str | Path, rows: Sequence[dict[str, Any]], key: str = "cumulative_reward") -> None:
-    """Bar chart of ``key`` (mean ± 95% CI over seeds) per method."""
+    """Bar chart of ``key`` (mean ± 95% interval over seeds) per method, for the first setting and evaluation
+    mode of the rows (the headline)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    head = (rows[0].get("setting"), rows[0].get("eval_mode"))
+    rows = [r for r in rows if (r.get("setting"), r.get("eval_mode")) == head]
     methods = list(dict.fromkeys(r["method"] for r in rows))
     stats = [summarize(np.array([r[key] for r in rows if r["method"] == m], dtype=np.float64)) for m in methods]
     fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(methods)), 4))

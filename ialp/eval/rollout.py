@@ -18,9 +18,19 @@ class Policy(Protocol):
         ...
 
 
+def valid_actions(obs: dict[str, np.ndarray], n_actions: int) -> np.ndarray:
+    """Boolean (B, n_actions): the actions the observation allows (not ``blocked``, ``candidate_mask`` set)."""
+    if "candidate_mask" in obs:
+        return np.asarray(obs["candidate_mask"]) > 0.5
+    blocked = np.asarray(obs["blocked"]).astype(np.int64)
+    valid = np.ones((len(blocked), n_actions + 1), dtype=bool)
+    valid[np.arange(len(blocked))[:, None], np.where(blocked >= 0, blocked, n_actions)] = False
+    return valid[:, :-1]
+
+
 @dataclass
 class RandomPolicy:
-    """Uniformly random actions (from its own seeded generator)."""
+    """Uniformly random actions among the allowed ones (from its own seeded generator)."""
 
     seed: int = 0
 
@@ -28,7 +38,9 @@ class RandomPolicy:
         self._rng = np.random.default_rng(self.seed)
 
     def act(self, obs: dict[str, np.ndarray], venv: BatchedRecEnv) -> np.ndarray:
-        return self._rng.integers(0, venv.action_space.n, venv.num_envs)  # type: ignore[attr-defined]
+        n = int(venv.action_space.n)  # type: ignore[attr-defined]
+        scores = self._rng.random((venv.num_envs, n))
+        return np.where(valid_actions(obs, n), scores, -1.0).argmax(axis=1)
 
 
 class OraclePolicy:
@@ -62,13 +74,15 @@ class SB3Policy:
 
 @dataclass(frozen=True)
 class EpisodeStats:
-    """Per-episode returns and lengths, the catalogue coverage over all recommendations, and the mean
-    intra-session diversity (1 - mean pairwise cosine similarity of the shown items' embeddings)."""
+    """Per-episode returns and lengths, the catalogue coverage over all recommendations, the mean
+    intra-session diversity (1 - mean pairwise cosine similarity of the shown items' embeddings) and the
+    novelty (mean self-information ``-log2 p(i)`` of the shown items under the training log's popularity)."""
 
     returns: np.ndarray
     lengths: np.ndarray
     coverage: float
     diversity: float = float("nan")
+    novelty: float = float("nan")
 
     @property
     def avg_reward(self) -> float:
@@ -76,11 +90,16 @@ class EpisodeStats:
         return float(self.returns.sum() / max(int(self.lengths.sum()), 1))
 
 
-def evaluate(policy: Policy, venv: BatchedRecEnv, seed: int, episodes_per_user: int = 1) -> EpisodeStats:
+def evaluate(policy: Policy, venv: BatchedRecEnv, seed: int, episodes_per_user: int = 1,
+             popularity: np.ndarray | None = None) -> EpisodeStats:
     """Run ``policy`` until each of the B users has finished ``episodes_per_user`` episodes.
 
-    Every user contributes the same number of episodes, so short episodes are not over-counted.
+    Every user contributes the same number of episodes, so short episodes are not over-counted. ``popularity``
+    (interaction counts per item in the training log) gives the novelty; without it novelty is NaN.
     """
+    info = (-np.log2((popularity + 1.0) / (popularity.sum() + len(popularity)))
+            if popularity is not None else np.full(venv.model.n_items, np.nan))
+    novelty: list[float] = []
     venv.seed(seed)
     obs: dict[str, np.ndarray] = venv.reset()  # type: ignore[assignment]
     running = np.zeros(venv.num_envs)
@@ -95,10 +114,11 @@ def evaluate(policy: Policy, venv: BatchedRecEnv, seed: int, episodes_per_user: 
     diversity: list[float] = []
     while finished.min() < episodes_per_user:
         active = finished < episodes_per_user
-        next_obs, rewards, dones, _ = venv.step(policy.act(obs, venv))
+        next_obs, rewards, dones, infos = venv.step(policy.act(obs, venv))
         obs = next_obs  # type: ignore[assignment]
-        items = venv.session.last_items
+        items = np.array([i["item"] for i in infos], dtype=np.int64)
         shown[items[active]] = True
+        novelty.extend(info[items[active]].tolist())
         emb_sum += unit[items]
         running += rewards
         steps += 1
@@ -113,11 +133,14 @@ def evaluate(policy: Policy, venv: BatchedRecEnv, seed: int, episodes_per_user: 
         steps[dones] = 0
         emb_sum[dones] = 0.0
     return EpisodeStats(np.asarray(returns), np.asarray(lengths), float(shown.mean()),
-                        float(np.mean(diversity)) if diversity else float("nan"))
+                        float(np.mean(diversity)) if diversity else float("nan"), float(np.mean(novelty)))
 
 
 def summarize(values: np.ndarray) -> tuple[float, float]:
-    """Mean and the half-width of its 95% normal confidence interval."""
+    """Mean and the half-width of its 95% Student-t confidence interval (n - 1 degrees of freedom)."""
+    from scipy import stats
+
     values = np.asarray(values, dtype=np.float64)
-    half = 1.96 * values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
-    return float(values.mean()), float(half)
+    n = len(values)
+    half = float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    return float(values.mean()), half

@@ -53,25 +53,16 @@ class LearnedRewardWrapper(gym.Wrapper):
         return obs, learned, terminated, truncated, {**info, "env_reward": reward}
 
 
-def _session(venv: VecEnv) -> Any:
-    while not hasattr(venv, "session"):
-        if not hasattr(venv, "venv"):
-            raise TypeError(f"{type(venv).__name__} does not wrap an ialp BatchedRecEnv")
-        venv = venv.venv
-    return venv.session
-
-
 class LearnedRewardVecEnv(VecEnvWrapper):
     """``VecEnvWrapper`` over a ``BatchedRecEnv``: every user's reward comes from the learned model.
 
-    The shown items are read from the session (``session.last_items``); the pre-step observations are the
-    ones this wrapper last returned (after an automatic reset, the new episode's first observation).
+    The shown items are read from ``infos[i]["item"]``; the pre-step observations are the ones this wrapper
+    last returned (after an automatic reset, the new episode's first observation).
     """
 
     def __init__(self, venv: VecEnv, model: LearnedReward) -> None:
         super().__init__(venv)
         self.model = model
-        self._session = _session(venv)
         self._obs: dict[str, np.ndarray] | None = None
 
     def reset(self) -> VecEnvObs:
@@ -84,7 +75,8 @@ class LearnedRewardVecEnv(VecEnvWrapper):
             raise RuntimeError("call reset() before step()")
         before = self._obs
         obs, rewards, dones, infos = self.venv.step_wait()
-        learned = np.asarray(self.model.reward(before, self._session.last_items), dtype=np.float32)
+        items = np.array([info["item"] for info in infos], dtype=np.int64)
+        learned = np.asarray(self.model.reward(before, items), dtype=np.float32)
         for info, r in zip(infos, rewards.tolist(), strict=True):
             info["env_reward"] = r
         self._obs = obs  # type: ignore[assignment]
