@@ -6,6 +6,11 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 CONFIG ?= configs/synthetic.yaml
 BIN := $(VENV)/bin
+# llama-cpp-python compiles llama.cpp from source. Built with -march=native it includes AMX kernels on CPUs that
+# advertise AMX, and those crash (SIGSEGV in decode) in VMs that do not enable AMX; build for a portable x86-64
+# baseline instead. Override CMAKE_ARGS for another build (e.g. -DGGML_CUDA=on).
+CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+export CMAKE_ARGS
 
 .PHONY: install run test lint bench clean
 

@@ -304,16 +304,20 @@ class Pipeline:
         return load(self.cfg.agent.algo, self.pretrain(variant, seed, setting))
 
     # ----------------------------------------------------------------------------------------- all
+    def prepare(self) -> None:
+        """The shared stages: the world, and the distillation and reward model of every variant in use."""
+        variants = dict.fromkeys(METHODS[m].pretrained for m in self.cfg.methods)
+        for variant in variants:
+            if variant is not None:
+                self.reward(variant)
+
     def run(self) -> list[dict[str, Any]]:
         """Every configured method for every setting and seed; writes the result files and returns the rows."""
         cfg = self.cfg
         (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         with self._writer("pipeline") as w:
             w.add_text("config", "```yaml\n" + yaml.safe_dump(cfg.to_dict(), sort_keys=False) + "\n```", 0)
-        variants = list(dict.fromkeys(METHODS[m].pretrained for m in cfg.methods if METHODS[m].pretrained))
-        for variant in variants:  # distil and fit once, before the per-seed loop
-            if variant is not None:
-                self.reward(variant)
+        self.prepare()  # distil and fit once, before the per-seed loop
         rows: list[dict[str, Any]] = []
         curves: list[dict[str, Any]] = []
         jobs = [(m, s, st) for st in cfg.settings for m in cfg.methods for s in cfg.eval.seeds]
@@ -427,28 +431,38 @@ def _frozen(variant: str) -> Callable[[Pipeline, int, str], Online]:
     return run
 
 
-def _finetune(pipe: Pipeline, seed: int, setting: str) -> Online:
-    from ialp.agents.adaptive import finetune
+def _finetune(variant: str) -> Callable[[Pipeline, int, str], Online]:
+    """A-iALP ``ft``: keep training the policy pretrained on ``variant``'s reward, online."""
+    def run(pipe: Pipeline, seed: int, setting: str) -> Online:
+        from ialp.agents.adaptive import finetune
 
-    model, episodes = finetune(pipe.pretrained("llm", seed, setting), pipe.online_env(seed, setting),
-                               pipe.cfg.online.total_timesteps, tb_name=f"a-ialp-ft_{setting}_s{seed}")
-    return SB3Policy(model), episodes
+        name = "a-ialp-ft" + ("" if variant == "llm" else f"-{variant}")
+        model, episodes = finetune(pipe.pretrained(variant, seed, setting), pipe.online_env(seed, setting),
+                                   pipe.cfg.online.total_timesteps, tb_name=f"{name}_{setting}_s{seed}")
+        return SB3Policy(model), episodes
+
+    return run
 
 
-def _adaptive(pipe: Pipeline, seed: int, setting: str) -> Online:
-    from ialp.agents.adaptive import adaptive_mixture, finetune
+def _adaptive(variant: str) -> Callable[[Pipeline, int, str], Online]:
+    """A-iALP ``ap``: the adaptive mixture of the frozen policy pretrained on ``variant`` and an online learner."""
+    def run(pipe: Pipeline, seed: int, setting: str) -> Online:
+        from ialp.agents.adaptive import adaptive_mixture, finetune
 
-    a, o = pipe.cfg.agent, pipe.cfg.online
-    venv = pipe.online_env(seed, setting)
-    extra: dict[str, Any] = {"batch_size": a.batch_size, "n_epochs": a.n_epochs} if a.algo == "ppo" else {}
-    model = adaptive_mixture(pipe.pretrained("llm", seed, setting), venv, a.algo, learning_rate=a.learning_rate,
-                             n_steps=a.n_steps if a.algo == "a2c" else max(a.n_steps, 16), gamma=a.gamma,
-                             ent_coef=a.ent_coef, seed=seed, floor=o.ap_floor, init_weight=o.ap_init_weight,
-                             gate_lr=o.ap_gate_lr, tensorboard_log=str(pipe.out / "tb"), gae_lambda=a.gae_lambda,
-                             **extra)
-    model, episodes = finetune(model, venv, o.total_timesteps, tb_name=f"a-ialp-ap_{setting}_s{seed}")
-    model.save(str(pipe.out / "runs" / f"a-ialp-ap_{setting}_s{seed}.zip"))
-    return SB3Policy(model), episodes
+        a, o = pipe.cfg.agent, pipe.cfg.online
+        name = "a-ialp-ap" + ("" if variant == "llm" else f"-{variant}")
+        venv = pipe.online_env(seed, setting)
+        extra: dict[str, Any] = {"batch_size": a.batch_size, "n_epochs": a.n_epochs} if a.algo == "ppo" else {}
+        model = adaptive_mixture(pipe.pretrained(variant, seed, setting), venv, a.algo, learning_rate=a.learning_rate,
+                                 n_steps=a.n_steps if a.algo == "a2c" else max(a.n_steps, 16), gamma=a.gamma,
+                                 ent_coef=a.ent_coef, seed=seed, floor=o.ap_floor, init_weight=o.ap_init_weight,
+                                 gate_lr=o.ap_gate_lr, tensorboard_log=str(pipe.out / "tb"), gae_lambda=a.gae_lambda,
+                                 **extra)
+        model, episodes = finetune(model, venv, o.total_timesteps, tb_name=f"{name}_{setting}_s{seed}")
+        model.save(str(pipe.out / "runs" / f"{name}_{setting}_s{seed}.zip"))
+        return SB3Policy(model), episodes
+
+    return run
 
 
 #: The method registry: adding a method is one entry here and one function above.
@@ -468,8 +482,10 @@ METHODS: dict[str, Method] = {
     "ialp": Method(_frozen("llm"), reads=("online",), pretrained="llm"),
     "ialp-oracle": Method(_frozen("oracle"), reads=("online",), pretrained="oracle"),
     "ialp-logonly": Method(_frozen("logonly"), reads=("online",), pretrained="logonly"),
-    "a-ialp-ft": Method(_finetune, reads=("agent", "online"), pretrained="llm"),
-    "a-ialp-ap": Method(_adaptive, reads=("agent", "online"), pretrained="llm"),
+    "a-ialp-ft": Method(_finetune("llm"), reads=("agent", "online"), pretrained="llm"),
+    "a-ialp-ap": Method(_adaptive("llm"), reads=("agent", "online"), pretrained="llm"),
+    "a-ialp-ft-oracle": Method(_finetune("oracle"), reads=("agent", "online"), pretrained="oracle"),
+    "a-ialp-ap-oracle": Method(_adaptive("oracle"), reads=("agent", "online"), pretrained="oracle"),
     "candidates-top1": Method(_top1, scope="generator"),
 }
 

@@ -13,6 +13,7 @@ import pytest
 
 from ialp.cli import main
 from ialp.config import ConfigError, load_config
+from ialp.experiment import load_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,8 +45,9 @@ def test_run_writes_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "| a2c-scratch | 2 |" in capsys.readouterr().out
     with open(tmp_path / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [(r["method"], r["seed"]) for r in rows] == [
-        (m, s) for m in ("random", "oracle-greedy", "a2c-scratch") for s in ("0", "1")]
+    assert [(r["setting"], r["method"], r["seed"], r["eval_mode"]) for r in rows] == [
+        (st, m, s, e) for st in ("free", "nx0") for m in ("random", "oracle-greedy", "a2c-scratch")
+        for s in ("0", "1") for e in ("sample", "argmax")]
     assert load_config(tmp_path / "config.yaml").online.total_timesteps == 256
     assert {"curves.csv", "summary.md", "results.png", "tb"} <= {p.name for p in tmp_path.iterdir()}
 
@@ -79,5 +81,5 @@ def test_shipped_configs_validate(path: Path) -> None:
     if path.name == "candidates.yaml":  # a candidates section only (ialp candidates train/eval)
         assert load_candidates_config(path).epochs >= 1
     else:
-        cfg = load_config(path)
+        cfg = load_experiment(path)
         assert cfg.methods and (cfg.candidates_config() is not None) == ("candidates-top1" in cfg.methods)

@@ -9,14 +9,16 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from ialp.config import GENERATOR_METHODS, METHODS, load_config
-from ialp.experiment import Pipeline
+from ialp.config import load_config
+from ialp.experiment import METHODS, Pipeline
 
 REPO = Path(__file__).resolve().parents[2]
-CATALOGUE_RUN = [m for m in METHODS if m not in GENERATOR_METHODS]  # candidates-top1 runs in the candidates tests
-TINY = ["llm.backend=oracle", "env.kwargs={n_items: 30}", "distill.queries=60", "distill.log_users=100",
-        "reward.epochs=10", "reward.hidden=16", "agent.net_arch=[16]", "pretrain.total_timesteps=256",
-        "online.total_timesteps=256", "eval.users=8", "eval.seeds=[0]"]
+# candidates-top1 runs in the candidates tests, the d3rlpy baselines in tests/agents/test_offline_rl.py
+CATALOGUE_RUN = [m for m in METHODS if METHODS[m].scope != "generator" and m not in ("cql", "bcq")]
+TINY = ["llm.backend=oracle", "env.kwargs={n_items: 30, warm_start: 3}", "distill.queries=60", "distill.log_users=100",
+        "reward.epochs=10", "reward.hidden=16", "agent.net_arch=[16]", "agent.num_envs=8",
+        "pretrain.total_timesteps=256", "online.total_timesteps=256", "eval.users=8", "eval.seeds=[0]",
+        "settings=[free, nx0]"]
 
 
 def _tags(folder: Path) -> set[str]:
@@ -41,19 +43,23 @@ def test_every_output_is_written(run_dir: Path) -> None:
         assert (run_dir / name).stat().st_size > 0, name
     with open(run_dir / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["method"] for r in rows] == CATALOGUE_RUN
-    assert all(np.isfinite(float(r["cumulative_reward"])) for r in rows)
+    assert [(r["setting"], r["method"], r["eval_mode"]) for r in rows] == [
+        (s, m, e) for s in ("free", "nx0") for m in CATALOGUE_RUN for e in ("sample", "argmax")]
+    assert all(np.isfinite(float(r[k])) for r in rows for k in ("cumulative_reward", "novelty", "length"))
     with open(run_dir / "curves.csv") as f:
-        curve_methods = {r["method"] for r in csv.DictReader(f)}
-    assert {"a2c-scratch", "a-ialp-ft", "a-ialp-ap", "ialp", "ucb"} <= curve_methods
-    assert "| a-ialp-ap | 1 |" in (run_dir / "summary.md").read_text()
-    assert (run_dir / "pretrain" / "llm_s0.zip").exists() and (run_dir / "reward" / "logonly.pt").exists()
+        curves = list(csv.DictReader(f))
+    assert {"a2c-scratch", "a-ialp-ft", "a-ialp-ap", "ialp", "ucb"} <= {r["method"] for r in curves}
+    assert {r["setting"] for r in curves} == {"free", "nx0"} and all(int(r["step"]) > 0 for r in curves)
+    summary = (run_dir / "summary.md").read_text()
+    assert "| a-ialp-ap | 1 |" in summary and "## setting `nx0`, evaluation `argmax`" in summary
+    assert "User pools (disjoint)" in summary
+    assert (run_dir / "pretrain" / "llm_nx0_s0.zip").exists() and (run_dir / "reward" / "logonly.pt").exists()
 
 
 def test_tensorboard_events_have_rec_llm_eval_and_sb3_tags(run_dir: Path) -> None:
     tags = _tags(run_dir / "tb")
-    assert {"llm/llm/calls", "llm/llm/ok_fraction", "eval/cumulative_reward", "rec/episode_return",
-            "rec/ap_weight_pretrained"} <= tags
+    assert {"llm/llm/calls", "llm/llm/ok_fraction", "eval/sample/cumulative_reward", "eval/argmax/novelty",
+            "rec/episode_return", "train/ap_weight"} <= tags
     assert any(t.startswith("train/") for t in tags) and any(t.startswith("rollout/") for t in tags)
 
 
@@ -62,8 +68,13 @@ def test_resume_skips_finished_stages(run_dir: Path) -> None:
     again = Pipeline(cfg, run_dir, progress=False)
     again.run()
     assert again.done == []
-    assert "run:a-ialp-ap:0" in again.skipped and "reward:llm" in again.skipped
-    changed = Pipeline(load_config(run_dir / "config.yaml", ["online.total_timesteps=128",
+    assert "run:a-ialp-ap:free:0" in again.skipped and "reward:llm" in again.skipped
+    changed = Pipeline(load_config(run_dir / "config.yaml", ["online.total_timesteps=128", "settings=[free]",
                                                              "methods=[random, a-ialp-ft]"]), run_dir, progress=False)
     changed.run()
-    assert changed.done == ["run:a-ialp-ft:0"]  # pretraining and distillation reused
+    assert changed.done == ["run:a-ialp-ft:free:0"]  # pretraining and distillation reused
+    retuned = Pipeline(load_config(run_dir / "config.yaml", ["online.total_timesteps=128", "settings=[free]",
+                                                             "agent.learning_rate=0.002", "methods=[random, ialp]"]),
+                       run_dir, progress=False)
+    retuned.run()  # the agent section feeds pretraining: ialp is redone, random (which reads no agent) is not
+    assert retuned.done == ["pretrain:llm:free:0", "run:ialp:free:0"]

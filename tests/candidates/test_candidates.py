@@ -346,7 +346,7 @@ def test_run_with_candidates_section_trains_stores_and_reuses_the_generator(
     assert main(args) == 0
     folder = tmp_path / "candidates"
     with open(tmp_path / "results.csv") as f:
-        rows = {r["method"]: r for r in csv.DictReader(f)}
+        rows = {r["method"]: r for r in csv.DictReader(f) if r["setting"] == "free" and r["eval_mode"] == "sample"}
     assert set(rows) == {"random", "candidates-top1", "a2c-scratch", "ialp"}
     assert float(rows["candidates-top1"]["length"]) >= 1.0  # the generator's top-1 was played as a policy
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -369,6 +369,7 @@ def test_run_with_candidates_section_trains_stores_and_reuses_the_generator(
 
 def test_experiment_config_candidates_section() -> None:
     from ialp.config import ConfigError, load_config
+    from ialp.experiment import load_experiment
 
     assert load_config().candidates_config() is None  # default: no candidate generator
     cfg = load_config(overrides=["candidates={model: sidesan, modalities: [text], k: 50}", "methods=[random]"])
@@ -377,8 +378,8 @@ def test_experiment_config_candidates_section() -> None:
     with pytest.raises(ConfigError, match=r"candidates\.model"):
         load_config(overrides=["candidates={model: bert4rec}"])
     with pytest.raises(ConfigError, match="whole catalogue"):
-        load_config(overrides=["candidates={k: 5}", "methods=[random, ucb]"])
+        load_experiment(overrides=["candidates={k: 5}", "methods=[random, ucb]"])
     with pytest.raises(ConfigError, match="need a candidate generator"):
-        load_config(overrides=["methods=[random, candidates-top1]"])
+        load_experiment(overrides=["methods=[random, candidates-top1]"])
     with pytest.raises(ConfigError, match="both set"):
         load_config(overrides=["candidates={k: 5}", "env.kwargs={candidates: 5}", "methods=[random]"])

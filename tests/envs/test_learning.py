@@ -1,26 +1,28 @@
-"""Learning sanity: an off-the-shelf agent learns something on a small synthetic world."""
+"""Learning sanity: A2C and PPO with the item-scoring policy learn on a small synthetic world."""
 
 from __future__ import annotations
 
 import numpy as np
-from stable_baselines3 import A2C
+import pytest
 
+from ialp.agents.common import sb3_model
+from ialp.config import AgentConfig
 from ialp.envs import make_batched
 from ialp.eval import RandomPolicy, SB3Policy, evaluate
 
 WORLD = {"n_items": 20, "boredom_weight": 0.3}
 
 
-def test_a2c_beats_random_policy_on_small_synthetic_env() -> None:
+@pytest.mark.parametrize("algo", ["a2c", "ppo"])
+def test_agent_beats_random_policy_on_small_synthetic_env(algo: str) -> None:
     evaluation = make_batched("ialp/Synthetic-v0", num_envs=300, **WORLD)
     random_return = evaluate(RandomPolicy(seed=1), evaluation, seed=1000).returns.mean()
     learned = []
     for seed in (0, 1, 2):
         venv = make_batched("ialp/Synthetic-v0", num_envs=16, seed=seed, **WORLD)
-        model = A2C("MultiInputPolicy", venv, n_steps=8, seed=seed, learning_rate=1e-3,
-                    policy_kwargs={"net_arch": [64]})
+        model = sb3_model(algo, venv, AgentConfig(algo=algo, net_arch=[64]), seed)
         model.learn(8000)
-        learned.append(evaluate(SB3Policy(model), evaluation, seed=1000).returns.mean())
+        learned.append(evaluate(SB3Policy(model, deterministic=False), evaluation, seed=1000).returns.mean())
     assert min(learned) > random_return, (learned, random_return)
     assert np.mean(learned) > 1.2 * random_return, (learned, random_return)
 
