@@ -6,13 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import MOVIELENS
 
 from ialp.data import load_dataset
 from ialp.envs import make_batched
 from ialp.envs.registration import SETTINGS
 from ialp.simulators.leave import TagOverlapLeave
-
-from conftest import MOVIELENS
 
 ML = str(MOVIELENS / "ml-latest-small")
 
