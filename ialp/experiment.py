@@ -417,7 +417,7 @@ def _offline_rl(algo: str) -> Callable[[Pipeline, int, str], Online]:
     def run(pipe: Pipeline, seed: int, setting: str) -> Online:
         from ialp.agents.offline_rl import train_offline_rl
 
-        return train_offline_rl(algo, pipe.world, pipe.cfg.offline, seed), None
+        return train_offline_rl(algo, pipe.world, seed=seed, config=pipe.cfg.offline), None
 
     return run
 

@@ -25,6 +25,7 @@ import torch
 
 from ialp.agents.common import World
 from ialp.agents.distill import StateSample
+from ialp.config import OfflineRLConfig
 from ialp.envs.vector import BatchedRecEnv
 from ialp.rewards.model import RewardModel
 
@@ -139,38 +140,6 @@ def logged_transitions(world: World, max_transitions: int = 20_000, reward_model
                              timeouts, log.users[rows], rows, int(world.target.n_items))
 
 
-@dataclass(frozen=True)
-class OfflineRLConfig:
-    """Hyperparameters of the d3rlpy baselines.
-
-    Defaults differ from d3rlpy's where they did better here (Synthetic-v0 logged by a random policy, and
-    MovieLens ml-latest-small): a larger learning rate and target update for short runs, and CQL's conservative
-    weight 0.1 instead of 1.0 (with 1.0, CQL's greedy policy fell below the random policy on both).
-
-    Attributes:
-        hidden: Hidden layer sizes of the MLP encoder (shared by the Q-function and BCQ's imitator).
-        batch_size: Minibatch of transitions per gradient step.
-        learning_rate: Adam's step size.
-        gamma: Discount (the agents' default, 0.9: sessions are short).
-        target_update_interval: Gradient steps between target-network copies.
-        alpha: CQL's conservative weight (the log-sum-exp of Q over the catalogue minus Q of the logged item).
-        action_flexibility: BCQ's threshold τ: actions whose imitator probability is below τ times the most
-            likely one's are not taken.
-        beta: BCQ's imitator regularisation.
-        max_transitions: Cap on the logged transitions used (see :func:`logged_transitions`).
-    """
-
-    hidden: tuple[int, ...] = (64, 64)
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    gamma: float = 0.9
-    target_update_interval: int = 200
-    alpha: float = 0.1
-    action_flexibility: float = 0.3
-    beta: float = 0.5
-    max_transitions: int = 20_000
-
-
 @contextmanager
 def _seeded(seed: int) -> Iterator[None]:
     """Seed Python's, NumPy's and torch's global generators (d3rlpy samples minibatches from NumPy's) and restore
@@ -191,7 +160,7 @@ def _seeded(seed: int) -> Iterator[None]:
 class OfflineRLPolicy:
     """Greedy on a trained d3rlpy Q-function over the catalogue (BCQ: among the actions its imitator allows).
 
-    Items listed in an observation's ``shown`` key (item ids as floats, -1 = empty slot) are never chosen: the
+    Items listed in an observation's ``blocked`` key (item ids as floats, -1 = empty slot) are never chosen: the
     no-repeat setting.
 
     Args:
@@ -228,14 +197,14 @@ class OfflineRLPolicy:
     def act(self, obs: dict[str, np.ndarray], venv: BatchedRecEnv | None = None) -> np.ndarray:
         """The best-scoring item not yet shown, int64 (B,)."""
         scores = self.scores(obs)
-        if "shown" in obs:
-            shown = np.asarray(obs["shown"]).astype(np.int64).reshape(len(scores), -1)
+        if "blocked" in obs:
+            shown = np.asarray(obs["blocked"]).astype(np.int64).reshape(len(scores), -1)
             rows, cols = np.nonzero(shown >= 0)
             scores[rows, shown[rows, cols]] = -np.inf
         return scores.argmax(axis=1).astype(np.int64)
 
 
-def train_offline_rl(algo: str, world: World, n_steps: int = 5000, seed: int = 0,
+def train_offline_rl(algo: str, world: World, n_steps: int | None = None, seed: int = 0,
                      config: OfflineRLConfig | None = None, reward_model: RewardModel | None = None,
                      transitions: LoggedTransitions | None = None) -> OfflineRLPolicy:
     """Train d3rlpy's ``DiscreteCQL`` (``algo="cql"``) or ``DiscreteBCQ`` (``"bcq"``) on the logged transitions.
@@ -243,7 +212,7 @@ def train_offline_rl(algo: str, world: World, n_steps: int = 5000, seed: int = 0
     Args:
         algo: ``"cql"`` or ``"bcq"``.
         world: The experiment's world (catalogue environments only).
-        n_steps: Gradient steps.
+        n_steps: Gradient steps (default ``config.steps``).
         seed: Seeds the user order of the data set, the initialisation and the minibatches (CPU, deterministic).
         config: Hyperparameters (defaults: :class:`OfflineRLConfig`).
         reward_model: Reward of the transitions instead of the logged feedback (see :func:`logged_transitions`).
@@ -258,6 +227,7 @@ def train_offline_rl(algo: str, world: World, n_steps: int = 5000, seed: int = 0
         raise ValueError("offline RL baselines act on the whole catalogue; this world's environments use candidate "
                          "slots (a candidates section)")
     cfg = config or OfflineRLConfig()
+    n_steps = cfg.steps if n_steps is None else n_steps
     d3rlpy = _d3rlpy()
     data = logged_transitions(world, cfg.max_transitions, reward_model, seed) if transitions is None else transitions
     common: dict[str, Any] = {
