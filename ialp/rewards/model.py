@@ -139,7 +139,11 @@ class RewardModel:
 
     def reward(self, obs: dict[str, np.ndarray], items: np.ndarray) -> np.ndarray:
         """Learned reward of showing ``items`` (B,) to users in observation ``obs`` (batch-first), float32."""
-        z = self.score(state_features(obs, self.feedback_range), np.asarray(items, dtype=np.int64))
+        return self.reward_from_features(state_features(obs, self.feedback_range), items)
+
+    def reward_from_features(self, states: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """:meth:`reward` given the state features (B, S) of :func:`state_features` instead of observations."""
+        z = self.score(states, np.asarray(items, dtype=np.int64))
         lo, hi = self.reward_range
         return (lo + (hi - lo) / (1.0 + np.exp(-z))).astype(np.float32)
 

@@ -78,3 +78,11 @@ def test_resume_skips_finished_stages(run_dir: Path) -> None:
                        run_dir, progress=False)
     retuned.run()  # the agent section feeds pretraining: ialp is redone, random (which reads no agent) is not
     assert retuned.done == ["pretrain:llm:free:0", "run:ialp:free:0"]
+
+
+def test_offline_rl_baselines_run_through_the_registry(tmp_path: Path) -> None:
+    cfg = load_config(REPO / "configs" / "synthetic.yaml", [*TINY, "offline.steps=200", "settings=[nx0]",
+                                                            "eval.modes=[argmax]", "methods=[random, cql, bcq]"])
+    rows = Pipeline(cfg, tmp_path, progress=False).run()
+    assert [r["method"] for r in rows] == ["random", "cql", "bcq"]
+    assert all(r["length"] >= 1 and np.isfinite(r["cumulative_reward"]) for r in rows)
