@@ -22,8 +22,10 @@ $(BIN)/ialp: pyproject.toml
 
 install: $(BIN)/ialp
 
+# The config's (setting, seed) cells run in parallel processes, one per core (scripts/run_parallel.py); the last
+# step prints the results table. Sequentially: $(BIN)/ialp run $(CONFIG).
 run: install
-	$(BIN)/ialp run $(CONFIG)
+	$(BIN)/python scripts/run_parallel.py $(CONFIG)
 
 lint: install
 	$(BIN)/ruff check ialp tests scripts

@@ -24,12 +24,13 @@ from ialp.experiment import METHODS, Pipeline, load_experiment
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config")
-    parser.add_argument("--out", required=True, help="run folder")
+    parser.add_argument("--out", default=None, help="run folder (default: runs/<name>)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes at a time")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     args = parser.parse_args()
     cfg = load_experiment(args.config, args.set)
-    Pipeline(cfg, args.out, progress=False).prepare()
+    args.out = args.out or f"runs/{cfg.name}"
+    Pipeline(cfg, args.out).prepare()
     by_variant: dict[str | None, list[str]] = {}
     for m in cfg.methods:
         by_variant.setdefault(METHODS[m].pretrained, []).append(m)
