@@ -244,9 +244,11 @@ class Pipeline:
         return path
 
     def method_key(self, method: str, seed: int, setting: str) -> str:
-        """Key of one (method, seed, setting) result: what the method reads, evaluation, and its pretraining."""
+        """Key of one (method, seed, setting) result: what the method reads, evaluation (but not the list of
+        seeds: a cell's result depends on its own seed only), and its pretraining."""
         entry = METHODS[method]
-        parts = [self.world_key, self.section("eval"), method, seed, setting,
+        evaluation = {k: v for k, v in self.section("eval").items() if k != "seeds"}
+        parts = [self.world_key, evaluation, method, seed, setting,
                  *(self.section(r) for r in entry.reads)]
         if entry.pretrained:
             parts.append(self.pretrain_key(entry.pretrained, seed, setting))

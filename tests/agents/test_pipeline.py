@@ -78,6 +78,11 @@ def test_resume_skips_finished_stages(run_dir: Path) -> None:
                        run_dir, progress=False)
     retuned.run()  # the agent section feeds pretraining: ialp is redone, random (which reads no agent) is not
     assert retuned.done == ["pretrain:llm:free:0", "run:ialp:free:0"]
+    more_seeds = Pipeline(load_config(run_dir / "config.yaml", ["online.total_timesteps=128", "settings=[free]",
+                                                                "agent.learning_rate=0.002", "eval.seeds=[0, 1]",
+                                                                "methods=[random, ialp]"]), run_dir, progress=False)
+    more_seeds.run()  # a cell's result depends on its own seed only: seed 0 is reused (scripts/run_parallel.py)
+    assert more_seeds.done == ["run:random:free:1", "pretrain:llm:free:1", "run:ialp:free:1"]
 
 
 def test_offline_rl_baselines_run_through_the_registry(tmp_path: Path) -> None:
