@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +25,7 @@ FIXTURES = REPO / "tests" / "data" / "fixtures"
 OPTIONS = FidelityOptions(policy_users=32)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _shared_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Fitted MF models go to one fresh directory shared by this module's reports."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("IALP_CACHE_DIR", str(tmp_path_factory.mktemp("ialp-cache")))
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("module_model_cache")
 
 
 @pytest.fixture(scope="module")

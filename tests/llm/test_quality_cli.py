@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,13 +14,7 @@ MOVIELENS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mo
 SMALL = MOVIELENS / "ml-latest-small"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _shared_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Fitted MF models go to one fresh directory shared by this module's runs."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("IALP_CACHE_DIR", str(tmp_path_factory.mktemp("ialp-cache")))
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("module_model_cache")
 
 
 def _eval(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
