@@ -285,7 +285,7 @@ class Pipeline:
                     value = row.get(k)
                     if isinstance(value, float):
                         w.add_scalar(f"eval/{row['eval_mode']}/{k}", value, step)
-            if episodes and not METHODS[method].reads.count("agent"):
+            if episodes and "agent" not in METHODS[method].reads:  # SB3 learners log their episodes themselves
                 for s, r in zip(episodes.steps, episodes.returns, strict=True):
                     w.add_scalar("rec/episode_return", r, s)
         path.write_text(json.dumps(result))
