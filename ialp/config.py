@@ -130,6 +130,8 @@ class OnlineConfig:
         ap_floor: ``ap``: the mixture weight of each policy stays in ``[floor, 1 - floor]``.
         ap_init_weight: ``ap``: initial weight of the frozen pretrained policy in the mixture.
         ap_gate_lr: ``ap``: learning rate of the mixture weight's logit.
+        critic_warmup: ``ft``: online steps (of ``total_timesteps``) in which only the critic trains, so that the
+            pretrained critic learns the online returns' scale before its advantages move the actor.
         epsilon: ``eps-greedy`` exploration rate.
         ucb_c: ``ucb`` exploration bonus scale.
     """
@@ -139,6 +141,7 @@ class OnlineConfig:
     ap_floor: float = 0.05
     ap_init_weight: float = 0.5
     ap_gate_lr: float = 0.05
+    critic_warmup: int = 0
     epsilon: float = 0.1
     ucb_c: float = 0.5
 
@@ -290,6 +293,9 @@ def _validate(cfg: ExperimentConfig) -> ExperimentConfig:
     if not cfg.online.ap_floor <= cfg.online.ap_init_weight <= 1.0 - cfg.online.ap_floor:
         raise ConfigError(f"online.ap_init_weight: must be in [ap_floor, 1 - ap_floor], got "
                           f"{cfg.online.ap_init_weight}")
+    if not 0 <= cfg.online.critic_warmup <= cfg.online.total_timesteps:
+        raise ConfigError(f"online.critic_warmup: must be in [0, online.total_timesteps], got "
+                          f"{cfg.online.critic_warmup}")
     if cfg.agent.learning_rate <= 0 or cfg.online.ap_gate_lr < 0:
         raise ConfigError(f"agent.learning_rate must be > 0 and online.ap_gate_lr >= 0, got "
                           f"{cfg.agent.learning_rate}, {cfg.online.ap_gate_lr}")

@@ -440,7 +440,8 @@ def _finetune(variant: str) -> Callable[[Pipeline, int, str], Online]:
 
         name = "a-ialp-ft" + ("" if variant == "llm" else f"-{variant}")
         model, episodes = finetune(pipe.pretrained(variant, seed, setting), pipe.online_env(seed, setting),
-                                   pipe.cfg.online.total_timesteps, tb_name=f"{name}_{setting}_s{seed}")
+                                   pipe.cfg.online.total_timesteps, tb_name=f"{name}_{setting}_s{seed}",
+                                   critic_warmup=pipe.cfg.online.critic_warmup)
         return SB3Policy(model), episodes
 
     return run

@@ -60,6 +60,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.distributions import CategoricalDistribution, Distribution
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
@@ -74,15 +75,57 @@ from ialp.envs.vector import BatchedRecEnv
 INIT_WEIGHT, FLOOR, GATE_LR = 0.5, 0.05, 0.05
 
 
+class CriticWarmup(BaseCallback):
+    """Train only the critic for the first ``steps`` environment steps: the actor's parameters are frozen.
+
+    A critic pretrained offline estimates returns of the learned reward in the offline simulator; online, its
+    values are on another scale, and the advantages they give in the first updates steer the actor away from
+    what it learned (measured: ``ft`` started online below the frozen pretrained policy). The actor acts, unchanged,
+    while the critic learns the online returns; then both train.
+    """
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.steps = steps
+        self._frozen: list[torch.nn.Parameter] = []
+
+    def _on_training_start(self) -> None:
+        policy = self.model.policy
+        critic = {id(p) for p in policy.value_net.parameters()}
+        critic |= {id(p) for p in getattr(policy.mlp_extractor, "value_net", torch.nn.Identity()).parameters()}
+        if self.num_timesteps < self.steps:
+            self._frozen = [p for p in policy.parameters() if p.requires_grad and id(p) not in critic]
+            for p in self._frozen:
+                p.requires_grad_(False)
+
+    def _on_rollout_start(self) -> None:  # updates on rollouts collected after the warm-up train the actor too
+        if self._frozen and self.num_timesteps >= self.steps:
+            self._release()
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_training_end(self) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        for p in self._frozen:
+            p.requires_grad_(True)
+        self._frozen = []
+
+
 def finetune(model: Any, venv: BatchedRecEnv, total_timesteps: int, tb_name: str = "a-ialp-ft",
-             progress: bool = False) -> tuple[Any, EpisodeLog]:
+             progress: bool = False, critic_warmup: int = 0) -> tuple[Any, EpisodeLog]:
     """``ft``: continue training ``model`` (an SB3 actor-critic) online in ``venv``; returns it and its episodes.
 
-    Also runs the online phase of ``ap``: pass the model built by :func:`adaptive_mixture`.
+    ``critic_warmup``: environment steps during which only the critic trains (:class:`CriticWarmup`); they count
+    in ``total_timesteps`` and in the recorded episodes. Also runs the online phase of ``ap``: pass the model built
+    by :func:`adaptive_mixture`.
     """
     model.set_env(VecMonitor(venv))
     recorder = RecorderCallback(venv)
-    model.learn(total_timesteps, callback=recorder, tb_log_name=tb_name, reset_num_timesteps=True,
+    callbacks: list[BaseCallback] = [recorder, CriticWarmup(critic_warmup)] if critic_warmup > 0 else [recorder]
+    model.learn(total_timesteps, callback=CallbackList(callbacks), tb_log_name=tb_name, reset_num_timesteps=True,
                 progress_bar=progress, log_interval=log_interval(total_timesteps, venv.num_envs, model.n_steps))
     return model, recorder.log
 

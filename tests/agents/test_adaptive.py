@@ -195,3 +195,24 @@ def test_pretrained_init_and_argument_checks() -> None:
             adaptive_mixture(pre, make_env(), "a2c", seed=0, **HP, **bad)
     with pytest.raises(ValueError):
         adaptive_mixture(pre, make_batched("ialp/Synthetic-v0", num_envs=8, seed=0, n_items=20), "a2c", seed=0, **HP)
+
+
+def test_critic_warmup_freezes_the_actor_then_releases_it() -> None:
+    from ialp.agents.adaptive import finetune
+    from ialp.agents.policy import ItemScoringPolicy
+
+    env = make_env()
+    model = A2C(ItemScoringPolicy, env, seed=0, device="cpu", **HP,
+                policy_kwargs={"net_arch": [16], "item_embeddings": env.item_embeddings})
+    policy = model.policy
+    critic_ids = {id(p) for p in [*policy.value_net.parameters(), *policy.mlp_extractor.value_net.parameters()]}
+    snapshot = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    warmup = 5 * env.num_envs * HP["n_steps"]
+    _, episodes = finetune(model, env, warmup, critic_warmup=warmup)
+    assert episodes.returns  # the frozen actor still acted and sessions were recorded
+    for name, p in policy.named_parameters():
+        moved = not torch.equal(p, snapshot[name])
+        assert p.requires_grad  # released at the end of training
+        assert moved == (id(p) in critic_ids), name
+    finetune(model, env, 2 * env.num_envs * HP["n_steps"], critic_warmup=0)
+    assert not torch.equal(policy.query.weight, snapshot["query.weight"])  # afterwards the actor trains
