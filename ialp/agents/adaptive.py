@@ -90,9 +90,10 @@ class CriticWarmup(BaseCallback):
         self._frozen: list[torch.nn.Parameter] = []
 
     def _on_training_start(self) -> None:
-        policy = self.model.policy
-        critic = {id(p) for p in policy.value_net.parameters()}
-        critic |= {id(p) for p in getattr(policy.mlp_extractor, "value_net", torch.nn.Identity()).parameters()}
+        policy: ActorCriticPolicy = self.model.policy  # type: ignore[assignment]
+        critic_modules: list[torch.nn.Module] = [policy.value_net, getattr(policy.mlp_extractor, "value_net",
+                                                                           torch.nn.Identity())]
+        critic = {id(p) for m in critic_modules for p in m.parameters()}
         if self.num_timesteps < self.steps:
             self._frozen = [p for p in policy.parameters() if p.requires_grad and id(p) not in critic]
             for p in self._frozen:
