@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ialp.candidates.config import CandidatesConfig
+from ialp.candidates.data import item_texts
 from ialp.candidates.generator import build_taps, fit_recommender
 
 __all__ = ["EVAL_MODELS", "FIELDS", "evaluate_models", "format_table"]
@@ -45,6 +46,7 @@ def evaluate_models(data_dir: str | PathLike[str], seeds: int = 3, base: Candida
     data = load_dataset(data_dir)
     base = base or CandidatesConfig()
     histories, n_items = data.log.user_histories(), data.log.n_items
+    texts = item_texts(data, data_dir)
     taps = None
     out: dict[str, dict[str, Any]] = {}
     for name in models:
@@ -56,10 +58,9 @@ def evaluate_models(data_dir: str | PathLike[str], seeds: int = 3, base: Candida
         for seed in range(1 if spec["model"] == "popularity" or measure_only else seeds):
             cfg = dataclasses.replace(base, seed=base.seed + seed, data_dir=str(data_dir), **spec)
             if cfg.model == "sidesan" and taps is None:
-                taps = build_taps(data.catalog, cfg)
-            texts = data.catalog.descriptions if cfg.model == "finetune-text" else None
+                taps = build_taps(data.catalog, cfg, texts=texts)
             runs.append(fit_recommender(histories, n_items, cfg, taps if cfg.model == "sidesan" else None,
-                                        texts).metrics)
+                                        texts if cfg.model == "finetune-text" else None).metrics)
         row: dict[str, Any] = {f: _mean([r[f] for r in runs]) for f in FIELDS}
         row["trainable_params"] = int(row["trainable_params"])
         for f in ("hr@10", "ndcg@10"):

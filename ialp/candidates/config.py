@@ -26,6 +26,11 @@ class CandidatesConfig:
         modalities: Modalities of ``sidesan``; ``text`` is the catalogue descriptions, the others come from
             ``media`` (image: image files; audio/video: precomputed feature ``.npy`` files).
         k: Candidates proposed per step.
+        refresh: In the environments: 0 re-encodes each user's history window and ranks the whole catalogue at
+            every step; r >= 1 keeps an incremental user state per session (key/value cache from the session's
+            start) and a pool of ``pool`` items, ranked from the whole catalogue every r steps and rescored in
+            between (r = 1: the exact top-K for that state at every step).
+        pool: Pool size with ``refresh`` >= 1 (0: 2k).
         text_encoder: ``all-MiniLM-L6-v2`` (the packaged model) or a transformers name/folder available locally.
         media: Per non-text modality, a feature file (N, [L,] D) for all items.
         layer_group: Group layer-dropping: keep the last layer of every group of this many layers.
@@ -39,6 +44,8 @@ class CandidatesConfig:
         dropout: Dropout rate.
         temperature: Softmax temperature on cosine scores.
         pop_correction: Subtract log-popularity from in-batch logits.
+        softmax_chunk: Score this many positions of the in-batch softmax at a time, each chunk checkpointed
+            (bounds the logits' memory; 0: all at once).
         epochs: Training epochs.
         batch_size: Sequences per step.
         lr: Adam learning rate.
@@ -58,6 +65,8 @@ class CandidatesConfig:
     model: str = "sidesan"
     modalities: list[str] = field(default_factory=lambda: ["text"])
     k: int = 50
+    refresh: int = 0
+    pool: int = 0
     text_encoder: str = "all-MiniLM-L6-v2"
     media: dict[str, str] = field(default_factory=dict)
     layer_group: int = 1
@@ -71,6 +80,7 @@ class CandidatesConfig:
     dropout: float = 0.2
     temperature: float = 0.1
     pop_correction: bool = True
+    softmax_chunk: int = 0
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
@@ -107,7 +117,9 @@ class CandidatesConfig:
             raise ConfigError(f"candidates.width: {self.width} is not divisible by n_heads={self.n_heads}")
         if not 0.0 <= self.dropout < 1.0 or self.temperature <= 0 or self.lr <= 0 or self.encoder_lr <= 0:
             raise ConfigError("candidates: need 0 <= dropout < 1, temperature > 0, lr > 0 and encoder_lr > 0")
-        for name in ("max_steps", "patience"):
+        if self.pool and self.pool < self.k:
+            raise ConfigError(f"candidates.pool: {self.pool} is below k={self.k} (0: 2k)")
+        for name in ("max_steps", "patience", "softmax_chunk", "refresh", "pool"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"candidates.{name}: must be >= 0, got {getattr(self, name)}")
         return self

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import ctypes
+import dataclasses
 import json
 import os
 import threading
@@ -18,6 +19,7 @@ import torch
 
 from ialp.candidates.cache import HiddenStateCache
 from ialp.candidates.config import CandidatesConfig
+from ialp.candidates.data import item_texts
 from ialp.candidates.encoders import Encoder, FeatureFileEncoder, TextEncoder, select_taps
 from ialp.candidates.sequential import (
     IDItemTower,
@@ -34,10 +36,11 @@ from ialp.candidates.sequential import (
     train_epoch,
     training_windows,
 )
+from ialp.candidates.tracker import SessionCandidates
 from ialp.data import ItemCatalog, LoggedData
 
-__all__ = ["CandidateGenerator", "FitResult", "PeakMemory", "TopOnePolicy", "build_taps", "fit_or_load",
-           "fit_recommender"]
+__all__ = ["FORMAT", "SERVING", "CandidateGenerator", "FitResult", "PeakMemory", "TopOnePolicy", "build_taps",
+           "fit_or_load", "fit_recommender"]
 
 
 class PeakMemory:
@@ -87,14 +90,15 @@ def _text_encoder(name: str, progress: bool) -> Encoder:
     return TextEncoder.from_pretrained(name, progress=progress)
 
 
-def build_taps(catalog: ItemCatalog, cfg: CandidatesConfig,
-               encoders: dict[str, Encoder] | None = None) -> dict[str, list[np.ndarray]]:
+def build_taps(catalog: ItemCatalog, cfg: CandidatesConfig, encoders: dict[str, Encoder] | None = None,
+               texts: Sequence[str] | None = None) -> dict[str, list[np.ndarray]]:
     """Cached tapped-layer states of the whole catalogue per modality (encoding on a cache miss).
 
     Args:
-        catalog: Items; text is ``catalog.descriptions`` (title, genres, tags).
+        catalog: Items.
         cfg: Chooses modalities, text encoder, media files and layer grouping.
         encoders: Encoders to use instead of the configured ones (e.g. a tiny one in tests).
+        texts: Item texts (default ``catalog.descriptions``; see ``ialp.candidates.data.item_texts``).
     """
     cache = HiddenStateCache(cfg.cache_dir or None)
     out: dict[str, list[np.ndarray]] = {}
@@ -103,7 +107,7 @@ def build_taps(catalog: ItemCatalog, cfg: CandidatesConfig,
         inputs: Sequence[Any]
         if modality == "text":
             encoder = encoder or _text_encoder(cfg.text_encoder, cfg.progress)
-            inputs = catalog.descriptions
+            inputs = list(catalog.descriptions if texts is None else texts)
         else:
             encoder = encoder or FeatureFileEncoder(modality, cfg.media[modality])
             inputs = list(range(len(catalog)))
@@ -216,7 +220,8 @@ def fit_recommender(histories: Sequence[np.ndarray], n_items: int, cfg: Candidat
                                    disable=not cfg.progress) as bar:
         while done < budget:
             n = min(steps, budget - done)
-            loss, sec = train_epoch(model, windows, optimizer, rng, cfg.batch_size, log_q, bar.update, n)
+            loss, sec = train_epoch(model, windows, optimizer, rng, cfg.batch_size, log_q, bar.update, n,
+                                    cfg.softmax_chunk)
             seconds, done = seconds + sec, done + n
             bar.set_postfix(loss=f"{loss:.3f}")
             if cfg.patience and n == steps:
@@ -241,6 +246,13 @@ def fit_recommender(histories: Sequence[np.ndarray], n_items: int, cfg: Candidat
                    epochs_trained=done / steps if steps else 0.0, batches_trained=done, final_loss=loss,
                    best_epoch=best[1] if best is not None else None, valid_ndcg_curve=curve)
     return FitResult(model, split, popularity, metrics)
+
+
+FORMAT = "ialp.CandidateGenerator/2"
+"""Saved-file format; 2: positions count from the sequence's first item (1: from its end)."""
+
+SERVING = ("refresh", "pool", "progress", "cache_dir")
+"""Config fields that do not change a trained generator (how it serves, not what it learned)."""
 
 
 class CandidateGenerator:
@@ -287,10 +299,10 @@ class CandidateGenerator:
             raise ValueError(f"the {cfg.model} model needs data with an item catalogue")
         if cfg.model == "sidesan":
             assert data is not None
-            taps = build_taps(data.catalog, cfg, encoders)
+            taps = build_taps(data.catalog, cfg, encoders, item_texts(data, cfg.data_dir))
         elif cfg.model == "finetune-text":
             assert data is not None
-            texts, enc = data.catalog.descriptions, (encoders or {}).get("text")
+            texts, enc = item_texts(data, cfg.data_dir), (encoders or {}).get("text")
             text_encoder = enc if isinstance(enc, TextEncoder) else None
         result = fit_recommender(histories, n_items, cfg, taps, texts, text_encoder)
         self.metrics = result.metrics
@@ -350,10 +362,23 @@ class CandidateGenerator:
         order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
         return np.take_along_axis(top, order, axis=1).astype(np.int64)
 
-    def propose(self, model: Any, history: np.ndarray, keys: np.ndarray) -> np.ndarray:
-        """``CandidateProvider.propose``: the top ``k`` for each environment history (``keys`` unused)."""
+    def tracker(self, model: Any, n: int) -> SessionCandidates | None:
+        """Per-session candidates for ``n`` sessions of ``model`` when ``config.refresh`` >= 1 (see
+        ``SessionCandidates``); ``None`` otherwise (the environment then calls ``propose`` at every step)."""
+        self._check(model)
+        if self.config.refresh < 1 or self.encoder is None or self.item_table is None:
+            return None
+        pool = min(self.config.pool or 2 * self.k, self.n_items)
+        return SessionCandidates(self.encoder, self.item_table, self.log_popularity, n, self.k, pool,
+                                 self.config.refresh)
+
+    def _check(self, model: Any) -> None:
         if model.n_items != self.n_items:
             raise ValueError(f"the generator covers {self.n_items} items but the environment has {model.n_items}")
+
+    def propose(self, model: Any, history: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """``CandidateProvider.propose``: the top ``k`` for each environment history (``keys`` unused)."""
+        self._check(model)
         return self.candidates(history, self.k)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -361,7 +386,7 @@ class CandidateGenerator:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         state: dict[str, Any] = {
-            "format": "ialp.CandidateGenerator/1", "k": self.k, "config": self.config.to_dict(),
+            "format": FORMAT, "k": self.k, "config": self.config.to_dict(),
             "metrics": dict(self.metrics), "log_popularity": torch.from_numpy(self.log_popularity),
             "item_table": None if self.item_table is None else torch.from_numpy(self.item_table),
             "encoder": None if self.encoder is None else self.encoder.state_dict(),
@@ -373,8 +398,9 @@ class CandidateGenerator:
     def load(cls, path: str | os.PathLike[str]) -> CandidateGenerator:
         """Read a generator written by ``save``."""
         state = torch.load(Path(path), map_location="cpu", weights_only=True)
-        if state.get("format") != "ialp.CandidateGenerator/1":
-            raise ValueError(f"{path}: not a saved CandidateGenerator")
+        if state.get("format") != FORMAT:
+            raise ValueError(f"{path}: not a saved CandidateGenerator of format {FORMAT} (got {state.get('format')!r}; "
+                             "format 1 counted positions from the window's end: retrain it)")
         gen = cls(state["k"], CandidatesConfig(**state["config"]))
         gen.metrics = dict(state["metrics"])
         gen.log_popularity = state["log_popularity"].numpy()
@@ -391,14 +417,18 @@ def fit_or_load(cfg: CandidatesConfig, data: LoggedData, folder: str | os.PathLi
                 encoders: dict[str, Encoder] | None = None) -> CandidateGenerator:
     """The generator stored in ``folder`` when it was trained under ``key``, else one trained on ``data``.
 
-    A trained generator is written to ``folder`` as ``generator.pt`` (with ``generator.pt.key`` holding ``key``),
-    ``metrics.json`` (its test HR@10/NDCG@10 and efficiency figures) and ``config.json``.
+    A trained generator is written to ``folder`` as ``generator.pt`` (with ``generator.pt.key`` holding ``key`` and
+    the file format), ``metrics.json`` (its test HR@10/NDCG@10 and efficiency figures) and ``config.json``. A stored
+    generator serves with ``cfg``'s serving fields (``SERVING``: refresh, pool), which ``key`` need not cover.
     """
     out = None if folder is None else Path(folder)
+    key = f"{FORMAT}|{key}"
     if out is not None:
         path, marker = out / "generator.pt", out / "generator.pt.key"
         if path.exists() and marker.exists() and marker.read_text() == key:
-            return CandidateGenerator.load(path)
+            gen = CandidateGenerator.load(path)
+            gen.config = dataclasses.replace(gen.config, **{f: getattr(cfg, f) for f in SERVING})
+            return gen
     gen = CandidateGenerator(config=cfg).fit(data, encoders=encoders)
     if out is not None:
         gen.save(out / "generator.pt")

@@ -4,7 +4,7 @@ from typing import Any
 
 from ialp.envs.rec_env import RecEnv
 from ialp.envs.registration import BUILDERS, make_batched, make_env, register_envs
-from ialp.envs.session import CandidateProvider, RandomCandidates, SessionBatch
+from ialp.envs.session import CandidateProvider, CandidateTracker, RandomCandidates, SessionBatch
 
 
 def __getattr__(name: str) -> Any:
@@ -19,6 +19,7 @@ __all__ = [
     "BUILDERS",
     "BatchedRecEnv",
     "CandidateProvider",
+    "CandidateTracker",
     "RandomCandidates",
     "RecEnv",
     "SessionBatch",
