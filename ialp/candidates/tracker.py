@@ -62,7 +62,9 @@ class SessionCandidates:
         self.since = torch.zeros(n, dtype=torch.int64)  # steps since the last refresh
         self._seen = torch.zeros((n, n_items + 1), dtype=torch.bool)  # scratch; column N stands for -1
         self.starts = starts
-        self._memo: dict[bytes, tuple[torch.Tensor, ...]] = {}  # start history -> its cached session state
+        self._memo: dict[bytes, int] = {}  # start history -> its slot in ``_store``
+        self._store: list[torch.Tensor] = []  # per slot: keys, values (up to ``_span`` slots), then ``_per_row()``
+        self._span = 0
 
     def begin(self, rows: np.ndarray, history: np.ndarray) -> np.ndarray:
         """Start ``rows`` from their histories (R, H; -1 = empty, oldest first); their candidates, int64 (R, k)."""
@@ -71,42 +73,52 @@ class SessionCandidates:
             r = torch.from_numpy(np.asarray(rows, dtype=np.int64))
             hist = torch.from_numpy(history)
             keys = [row.tobytes() for row in history]
-            known = np.array([key in self._memo for key in keys], dtype=bool)
-            if not known.all():
-                new = np.flatnonzero(~known)
+            slots = np.array([self._memo.get(key, -1) for key in keys], dtype=np.int64)
+            new = np.flatnonzero(slots < 0)
+            if len(new):
                 rn, hn = r[new], hist[new]
                 longest = max(1, int((hn >= 0).sum(1).max()))
                 self._prefill(rn, hn[:, -min(longest, self.encoder.max_len):])
                 self._refresh(rn, hn)
-                for i, row in zip(new.tolist(), rn.tolist(), strict=True):
-                    if len(self._memo) < self.starts:
-                        self._memo.setdefault(keys[i], self._snapshot(row))
-            if known.any():
-                old = np.flatnonzero(known)
-                self._restore(r[old], [self._memo[keys[i]] for i in old.tolist()])
+                self._remember([keys[i] for i in new.tolist()], rn, min(hist.shape[1], self.encoder.max_len))
+            if len(new) < len(rows):
+                old = np.flatnonzero(slots >= 0)
+                self._restore(r[old], torch.from_numpy(slots[old]))
             return self._top(r, hist)[0].numpy()
 
-    def _snapshot(self, row: int) -> tuple[torch.Tensor, ...]:
-        """Copies of one session's cached state (for ``_restore``)."""
-        n = int(self.cache.length[row])
-        return (self.cache.keys[:, row, :, :n].clone(), self.cache.values[:, row, :, :n].clone(),
-                *(t[row].clone() for t in self._per_row()))
-
     def _per_row(self) -> tuple[torch.Tensor, ...]:
-        """The per-session tensors a snapshot holds besides the keys and values."""
+        """The per-session tensors a remembered start holds besides its keys and values."""
         return self.cache.length, self.items, self.state, self.pool, self.pool_vectors, self.pool_bias
 
-    def _restore(self, rows: torch.Tensor, saved: list[tuple[torch.Tensor, ...]]) -> None:
-        """Put snapshots back into ``rows`` (grouped by cached length, so that each part is one stacked copy)."""
-        lengths = np.array([int(s[2]) for s in saved])
-        for n in np.unique(lengths).tolist():
-            part = np.flatnonzero(lengths == n)
-            r = rows[torch.from_numpy(part)]
-            group = [saved[i] for i in part.tolist()]
-            self.cache.keys[:, r, :, :n] = torch.stack([s[0] for s in group], dim=1)
-            self.cache.values[:, r, :, :n] = torch.stack([s[1] for s in group], dim=1)
-            for j, target in enumerate(self._per_row(), start=2):
-                target[r] = torch.stack([s[j] for s in group])
+    def _remember(self, keys: list[bytes], rows: torch.Tensor, span: int) -> None:
+        """Store the freshly started ``rows`` under their start histories ``keys`` (up to ``starts`` of them)."""
+        if not self._store:
+            self._span = span
+            kv = self.cache.keys.shape
+            self._store = [torch.zeros((0, kv[0], kv[2], span, kv[4])) for _ in range(2)]
+            self._store += [torch.zeros((0, *t.shape[1:]), dtype=t.dtype) for t in self._per_row()]
+        fresh: dict[bytes, int] = {}
+        for key, row in zip(keys, rows.tolist(), strict=True):
+            if key not in self._memo and key not in fresh and len(self._memo) + len(fresh) < self.starts \
+                    and int(self.cache.length[row]) <= self._span:
+                fresh[key] = row
+        if not fresh:
+            return
+        take = torch.tensor(list(fresh.values()), dtype=torch.int64)
+        base = len(self._store[2])
+        parts = [self.cache.keys[:, take, :, : self._span].transpose(0, 1),
+                 self.cache.values[:, take, :, : self._span].transpose(0, 1), *(t[take] for t in self._per_row())]
+        self._store = [torch.cat([stored, part]) for stored, part in zip(self._store, parts, strict=True)]
+        self._memo.update({key: base + i for i, key in enumerate(fresh)})
+
+    def _restore(self, rows: torch.Tensor, slots: torch.Tensor) -> None:
+        """Put remembered starts (``slots`` of the store) back into ``rows``."""
+        for cached, stored in ((self.cache.keys, self._store[0]), (self.cache.values, self._store[1])):
+            kv = stored[slots]
+            for layer in range(len(cached)):
+                cached[layer, :, :, : self._span].index_copy_(0, rows, kv[:, layer])
+        for target, stored in zip(self._per_row(), self._store[2:], strict=True):
+            target.index_copy_(0, rows, stored[slots])
         self.since[rows] = 0
 
     def advance(self, items: np.ndarray, history: np.ndarray) -> np.ndarray:
@@ -150,14 +162,18 @@ class SessionCandidates:
         return scores
 
     def _masked(self, hist: torch.Tensor, candidates: torch.Tensor | None, scores: torch.Tensor) -> torch.Tensor:
-        """``scores`` of ``candidates`` (R, C; ``None``: every item) with each row's history items at -inf."""
-        idx = torch.arange(len(hist)).unsqueeze(1)
+        """``scores`` of ``candidates`` (R, C; ``None``: every item, in place) with each row's history items at -inf."""
+        idx = torch.arange(len(hist)).unsqueeze(1).expand_as(hist)
+        if candidates is None:
+            valid = hist >= 0
+            scores[idx[valid], hist[valid]] = float("-inf")
+            return scores
         cols = torch.where(hist >= 0, hist, self._seen.shape[1] - 1)
         seen = self._seen[: len(hist)]  # scratch rows 0..R-1 (row order of ``hist``)
         seen[idx, cols] = True
-        hidden = seen[:, :-1].clone() if candidates is None else seen.gather(1, candidates)
+        hidden = seen.gather(1, candidates)
         seen[idx, cols] = False
-        return scores.masked_fill(hidden, float("-inf"))
+        return scores.masked_fill_(hidden, float("-inf"))
 
     def _refresh(self, rows: torch.Tensor, hist: torch.Tensor) -> None:
         """Pools of ``rows``: their best ``pool`` items of the whole catalogue not in their history (R, H)."""

@@ -34,6 +34,7 @@ from ialp.candidates.cli import add_candidates_parser
 from ialp.candidates.config import ConfigError, load_candidates_config
 from ialp.candidates.generator import TopOnePolicy, build_model, fit_recommender, trainable_parameters
 from ialp.candidates.sequential import SideItemTower, in_batch_loss, leave_one_out
+from ialp.candidates.tracker import SessionCandidates
 
 MOVIELENS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "movielens"
 WORDS = ["the", "a", "movie", "film", "comedy", "drama", "space", "love", "war", "dog", "cat", "story", "night"]
@@ -330,7 +331,7 @@ RUN_TINY = ["llm.backend=oracle", f"env.kwargs={{data_dir: {MOVIELENS / 'ml-late
             "pretrain.total_timesteps=64", "online.total_timesteps=64", "eval.users=4", "eval.seeds=[0]",
             "methods=[random, oracle-greedy, a2c-scratch, ialp]"]
 CANDIDATES = ("candidates={model: sasrec-id, k: 10, epochs: 1, width: 16, n_layers: 1, n_heads: 1, max_len: 10, "
-              "batch_size: 256, progress: false}")
+              "batch_size: 256, progress: false, refresh: 2, pool: 15}")
 
 
 def test_run_with_candidates_section_trains_stores_and_reuses_the_generator(
@@ -360,6 +361,8 @@ def test_run_with_candidates_section_trains_stores_and_reuses_the_generator(
     assert isinstance(world.env_kwargs["candidates"], CandidateGenerator)
     for venv in (world.target_env(2, 0), world.offline_env(2, 0)):
         assert venv.action_space == gym.spaces.Discrete(10) and venv.reset()["candidates"].shape[:2] == (2, 10)
+        tracker = venv.session.tracker  # per-session pooled candidates, as configured
+        assert isinstance(tracker, SessionCandidates) and (tracker.refresh, tracker.pool_size) == (2, 15)
     # a rerun loads the stored generator (same file, not retrained) and skips the finished stages
     stamp = (folder / "generator.pt").stat().st_mtime_ns
     capsys.readouterr()

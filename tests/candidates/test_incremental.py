@@ -135,7 +135,7 @@ def test_remembered_session_starts_equal_computed_ones(generator: CandidateGener
     for t in (remembering, computing):
         t.begin(np.arange(3), hist)
         t.begin(np.array([1, 2]), hist[[0, 0]])  # rows 1 and 2 start again from row 0's history
-    assert len(remembering._memo) == 2 and not computing._memo
+    assert len(remembering._memo) == 2 and not computing._memo  # two distinct starts
     steps = np.array([[20, 21, 22], [23, 24, 25], [26, 27, 28]])
     for items in steps:
         hist = np.concatenate([hist[:, 1:], items[:, None]], axis=1)
