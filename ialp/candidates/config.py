@@ -9,8 +9,10 @@ from typing import Any
 
 from ialp.config import ConfigError, _build, _set, read_yaml_mapping
 
-__all__ = ["MODALITIES", "MODELS", "CandidatesConfig", "load_candidates_config"]
+__all__ = ["DESIGNS", "MODALITIES", "MODELS", "CandidatesConfig", "load_candidates_config"]
 
+DESIGNS = ("intra", "iisan", "crossan")
+"""Side-network designs (``ialp.candidates.adapter.SideAdapterNetwork``)."""
 MODELS = ("sidesan", "sasrec-id", "popularity", "finetune-text")
 MODALITIES = ("text", "image", "audio", "video")
 
@@ -34,9 +36,13 @@ class CandidatesConfig:
         text_encoder: ``all-MiniLM-L6-v2`` (the packaged model) or a transformers name/folder available locally.
         media: Per non-text modality, a feature file (N, [L,] D) for all items.
         layer_group: Group layer-dropping: keep the last layer of every group of this many layers.
+        design: Side network (``ialp.candidates.adapter``): ``intra`` (one per modality), ``iisan`` (plus an
+            inter-modal one) or ``crossan`` (cross-modal adapters); the last two need two or more modalities.
+        gates: Learn the side networks' layer gates (``false``: fixed at their initial mix, the ablation).
         fusion: ``moe`` (mixture of modality experts) or ``concat``.
         width: Model width d.
         side_width: Side-network width (0: the encoder's width).
+        side_chunk: Items per checkpointed side-network pass while training (0: all at once, activations kept).
         bottleneck: Adapter bottleneck width.
         max_len: Longest input sequence.
         n_layers: Transformer blocks of the user encoder.
@@ -70,9 +76,12 @@ class CandidatesConfig:
     text_encoder: str = "all-MiniLM-L6-v2"
     media: dict[str, str] = field(default_factory=dict)
     layer_group: int = 1
+    design: str = "intra"
+    gates: bool = True
     fusion: str = "moe"
     width: int = 64
     side_width: int = 0
+    side_chunk: int = 0
     bottleneck: int = 32
     max_len: int = 50
     n_layers: int = 2
@@ -107,6 +116,11 @@ class CandidatesConfig:
         for m in self.modalities:
             if m != "text" and m not in self.media:
                 raise ConfigError(f"candidates.media: modality {m!r} needs a feature file path in media.{m}")
+        if self.design not in DESIGNS:
+            raise ConfigError(f"candidates.design: {self.design!r} is not one of {DESIGNS}")
+        if self.design != "intra" and self.model == "sidesan" and len(self.modalities) < 2:
+            raise ConfigError(f"candidates.design: {self.design!r} combines modalities; modalities "
+                              f"{self.modalities} has one (use intra, or add one)")
         if self.fusion not in ("moe", "concat"):
             raise ConfigError(f"candidates.fusion: {self.fusion!r} is not one of ('moe', 'concat')")
         for name in ("k", "layer_group", "width", "bottleneck", "max_len", "n_layers", "n_heads", "epochs",
@@ -119,7 +133,7 @@ class CandidatesConfig:
             raise ConfigError("candidates: need 0 <= dropout < 1, temperature > 0, lr > 0 and encoder_lr > 0")
         if self.pool and self.pool < self.k:
             raise ConfigError(f"candidates.pool: {self.pool} is below k={self.k} (0: 2k)")
-        for name in ("max_steps", "patience", "softmax_chunk", "refresh", "pool"):
+        for name in ("max_steps", "patience", "softmax_chunk", "refresh", "pool", "side_width", "side_chunk"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"candidates.{name}: must be >= 0, got {getattr(self, name)}")
         return self

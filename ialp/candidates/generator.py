@@ -165,8 +165,9 @@ def build_model(cfg: CandidatesConfig, n_items: int, taps: dict[str, list[np.nda
     elif cfg.model == "sidesan":
         if taps is None:
             raise ValueError("the sidesan model needs the cached encoder states (taps)")
-        tower = SideItemTower(taps, cfg.width, side_width=cfg.side_width or None, bottleneck=cfg.bottleneck,
-                              fusion=cfg.fusion, dropout=cfg.dropout)
+        tower = SideItemTower(taps, cfg.width, chunk=cfg.side_chunk, side_width=cfg.side_width or None,
+                              bottleneck=cfg.bottleneck, fusion=cfg.fusion, dropout=cfg.dropout, design=cfg.design,
+                              gates=cfg.gates)
     else:
         tower = IDItemTower(n_items, cfg.width)
     encoder = SASRec(cfg.width, cfg.max_len, cfg.n_layers, cfg.n_heads, cfg.dropout)

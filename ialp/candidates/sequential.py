@@ -157,22 +157,39 @@ class SideItemTower(nn.Module):
         taps: Per modality, one (n_items, D_l) array (float16 memory-map is fine) per tapped layer. They are
             read row-wise per batch and are not part of the module's state.
         width: Output width.
-        **kwargs: ``SideAdapterNetwork`` options (``side_width``, ``bottleneck``, ``fusion``, ``dropout``).
+        chunk: While training, run the side network over this many items at a time, each chunk checkpointed
+            (activations recomputed in the backward pass), so that memory is bounded by one chunk rather than by
+            the few thousand distinct items of a batch (0: all at once, activations kept).
+        **kwargs: ``SideAdapterNetwork`` options (``side_width``, ``bottleneck``, ``fusion``, ``dropout``,
+            ``design``, ``gates``).
     """
 
-    def __init__(self, taps: Mapping[str, Sequence[np.ndarray]], width: int, **kwargs: Any) -> None:
+    def __init__(self, taps: Mapping[str, Sequence[np.ndarray]], width: int, chunk: int = 0, **kwargs: Any) -> None:
         super().__init__()
         self.taps = {m: list(layers) for m, layers in taps.items()}
         widths = {m: [int(a.shape[1]) for a in layers] for m, layers in self.taps.items()}
         self.side = SideAdapterNetwork(widths, width, **kwargs)
+        self.chunk = chunk
 
     def read(self, items: np.ndarray) -> dict[str, list[torch.Tensor]]:
         """Cached states of ``items`` as float32 tensors."""
         return {m: [torch.from_numpy(np.asarray(a[items], dtype=np.float32)) for a in layers]
                 for m, layers in self.taps.items()}
 
+    def _run(self, *flat: torch.Tensor) -> torch.Tensor:
+        """The side network over flattened taps (modality by modality, layer by layer), for ``checkpoint``."""
+        it = iter(flat)
+        return self.side({m: [next(it) for _ in layers] for m, layers in self.taps.items()})
+
     def forward(self, items: torch.Tensor) -> torch.Tensor:
-        return self.side(self.read(items.numpy()))
+        flat = items.reshape(-1).numpy()
+        if not (self.chunk and self.training and torch.is_grad_enabled()) or len(flat) <= self.chunk:
+            return self.side(self.read(flat)).reshape(*items.shape, -1)
+        parts = []
+        for s in range(0, len(flat), self.chunk):
+            taps = self.read(flat[s : s + self.chunk])
+            parts.append(checkpoint(self._run, *(x for layers in taps.values() for x in layers), use_reentrant=False))
+        return torch.cat(parts).reshape(*items.shape, -1)
 
 
 class TextFinetuneTower(nn.Module):
