@@ -14,12 +14,21 @@ from ialp.candidates.config import CandidatesConfig
 from ialp.candidates.data import item_texts
 from ialp.candidates.generator import build_taps, fit_recommender
 
-__all__ = ["EVAL_MODELS", "FIELDS", "evaluate_models", "format_table"]
+__all__ = ["DEFAULT_MODELS", "EVAL_MODELS", "FIELDS", "evaluate_models", "format_table"]
 
-EVAL_MODELS: dict[str, dict[str, Any]] = {"popularity": {"model": "popularity"}, "sasrec-id": {"model": "sasrec-id"},
-               "sidesan-text": {"model": "sidesan", "modalities": ["text"]},
-               "finetune-text": {"model": "finetune-text", "modalities": ["text"]}}
+_TEXT_IMAGE = {"model": "sidesan", "modalities": ["text", "image"]}
+EVAL_MODELS: dict[str, dict[str, Any]] = {
+    "popularity": {"model": "popularity"}, "sasrec-id": {"model": "sasrec-id"},
+    "sidesan-text": {"model": "sidesan", "modalities": ["text"], "design": "intra"},
+    "finetune-text": {"model": "finetune-text", "modalities": ["text"]},
+    # need candidates.media.image
+    "sidesan-image": {"model": "sidesan", "modalities": ["image"], "design": "intra"},
+    "sidesan-text-image": {**_TEXT_IMAGE, "design": "intra"},
+    "sidesan-text-image-iisan": {**_TEXT_IMAGE, "design": "iisan"},
+    "sidesan-text-image-crossan": {**_TEXT_IMAGE, "design": "crossan"},
+}
 FIELDS = ("hr@10", "ndcg@10", "trainable_params", "peak_mem_mb", "s_per_epoch")
+DEFAULT_MODELS = ("popularity", "sasrec-id", "sidesan-text", "finetune-text")
 
 
 def _mean(values: list[Any]) -> float | None:
@@ -27,7 +36,7 @@ def _mean(values: list[Any]) -> float | None:
 
 
 def evaluate_models(data_dir: str | PathLike[str], seeds: int = 3, base: CandidatesConfig | None = None,
-                    models: Sequence[str] = tuple(EVAL_MODELS), finetune_batches: int = 2) -> dict[str, dict[str, Any]]:
+                    models: Sequence[str] = DEFAULT_MODELS, finetune_batches: int = 2) -> dict[str, dict[str, Any]]:
     """Train and test each model on the leave-one-out split of ``data_dir`` for ``seeds`` seeds.
 
     ``finetune-text`` (MiniLM's own weights trained) is far too slow for full epochs on a CPU: with
@@ -47,7 +56,6 @@ def evaluate_models(data_dir: str | PathLike[str], seeds: int = 3, base: Candida
     base = base or CandidatesConfig()
     histories, n_items = data.log.user_histories(), data.log.n_items
     texts = item_texts(data, data_dir)
-    taps = None
     out: dict[str, dict[str, Any]] = {}
     for name in models:
         spec = dict(EVAL_MODELS[name])
@@ -56,9 +64,8 @@ def evaluate_models(data_dir: str | PathLike[str], seeds: int = 3, base: Candida
             spec["max_steps"] = finetune_batches
         runs = []
         for seed in range(1 if spec["model"] == "popularity" or measure_only else seeds):
-            cfg = dataclasses.replace(base, seed=base.seed + seed, data_dir=str(data_dir), **spec)
-            if cfg.model == "sidesan" and taps is None:
-                taps = build_taps(data.catalog, cfg, texts=texts)
+            cfg = dataclasses.replace(base, seed=base.seed + seed, data_dir=str(data_dir), **spec).validate()
+            taps = build_taps(data.catalog, cfg, texts=texts) if cfg.model == "sidesan" else None  # disk-cached
             runs.append(fit_recommender(histories, n_items, cfg, taps if cfg.model == "sidesan" else None,
                                         texts if cfg.model == "finetune-text" else None).metrics)
         row: dict[str, Any] = {f: _mean([r[f] for r in runs]) for f in FIELDS}

@@ -34,7 +34,10 @@ class CandidatesConfig:
             between (r = 1: the exact top-K for that state at every step).
         pool: Pool size with ``refresh`` >= 1 (0: 2k).
         text_encoder: ``all-MiniLM-L6-v2`` (the packaged model) or a transformers name/folder available locally.
-        media: Per non-text modality, a feature file (N, [L,] D) for all items.
+        media: Per non-text modality, a folder with one file per item named ``<item id>.<ext>`` (images:
+            jpg/jpeg/png/webp/bmp through the frozen EfficientNet-Lite0; audio/video: ``.npy`` features, video
+            frame-averaged), or one ``.npy`` feature table (N, [L,] D) for all items. Cached by content.
+        image_size: Side length images from files are resized to.
         layer_group: Group layer-dropping: keep the last layer of every group of this many layers.
         design: Side network (``ialp.candidates.adapter``): ``intra`` (one per modality), ``iisan`` (plus an
             inter-modal one) or ``crossan`` (cross-modal adapters); the last two need two or more modalities.
@@ -75,6 +78,7 @@ class CandidatesConfig:
     pool: int = 0
     text_encoder: str = "all-MiniLM-L6-v2"
     media: dict[str, str] = field(default_factory=dict)
+    image_size: int = 224
     layer_group: int = 1
     design: str = "intra"
     gates: bool = True
@@ -115,7 +119,8 @@ class CandidatesConfig:
             raise ConfigError(f"candidates.modalities: {self.modalities!r}; allowed: non-empty subset of {MODALITIES}")
         for m in self.modalities:
             if m != "text" and m not in self.media:
-                raise ConfigError(f"candidates.media: modality {m!r} needs a feature file path in media.{m}")
+                raise ConfigError(f"candidates.media: modality {m!r} needs media.{m}: a folder of per-item files "
+                                  "or a .npy feature table")
         if self.design not in DESIGNS:
             raise ConfigError(f"candidates.design: {self.design!r} is not one of {DESIGNS}")
         if self.design != "intra" and self.model == "sidesan" and len(self.modalities) < 2:
@@ -123,8 +128,8 @@ class CandidatesConfig:
                               f"{self.modalities} has one (use intra, or add one)")
         if self.fusion not in ("moe", "concat"):
             raise ConfigError(f"candidates.fusion: {self.fusion!r} is not one of ('moe', 'concat')")
-        for name in ("k", "layer_group", "width", "bottleneck", "max_len", "n_layers", "n_heads", "epochs",
-                     "batch_size", "text_chunk"):
+        for name in ("k", "image_size", "layer_group", "width", "bottleneck", "max_len", "n_layers", "n_heads",
+                     "epochs", "batch_size", "text_chunk"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"candidates.{name}: must be >= 1, got {getattr(self, name)}")
         if self.width % self.n_heads:

@@ -20,7 +20,7 @@ import torch
 from ialp.candidates.cache import HiddenStateCache
 from ialp.candidates.config import CandidatesConfig
 from ialp.candidates.data import item_texts
-from ialp.candidates.encoders import Encoder, FeatureFileEncoder, TextEncoder, select_taps
+from ialp.candidates.encoders import Encoder, FeatureFileEncoder, ImageEncoder, TextEncoder, media_files, select_taps
 from ialp.candidates.sequential import (
     IDItemTower,
     LeaveOneOut,
@@ -108,7 +108,12 @@ def build_taps(catalog: ItemCatalog, cfg: CandidatesConfig, encoders: dict[str, 
         if modality == "text":
             encoder = encoder or _text_encoder(cfg.text_encoder, cfg.progress)
             inputs = list(catalog.descriptions if texts is None else texts)
-        else:
+        elif Path(cfg.media[modality]).is_dir():  # one file per item, named by item id
+            inputs = media_files(cfg.media[modality], list(catalog.item_ids), modality)
+            if encoder is None:
+                encoder = ImageEncoder.lite0(image_size=cfg.image_size) if modality == "image" else \
+                    FeatureFileEncoder(modality)
+        else:  # one feature table (N, [L,] D) for all items
             encoder = encoder or FeatureFileEncoder(modality, cfg.media[modality])
             inputs = list(range(len(catalog)))
         if not encoder.n_layers:
