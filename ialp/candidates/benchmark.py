@@ -27,7 +27,7 @@ EVAL_MODELS: dict[str, dict[str, Any]] = {
     "sidesan-text-image-iisan": {**_TEXT_IMAGE, "design": "iisan"},
     "sidesan-text-image-crossan": {**_TEXT_IMAGE, "design": "crossan"},
 }
-FIELDS = ("hr@10", "ndcg@10", "trainable_params", "peak_mem_mb", "s_per_epoch")
+FIELDS = ("hr@10", "ndcg@10", "trainable_params", "peak_mem_mb", "tensor_peak_mb", "s_per_epoch")
 DEFAULT_MODELS = ("popularity", "sasrec-id", "sidesan-text", "finetune-text")
 
 
@@ -46,7 +46,7 @@ def evaluate_models(data_dir: str | PathLike[str], seeds: int = 3, base: Candida
 
     Returns:
         Model name -> means over seeds of ``hr@10``, ``ndcg@10`` (``None`` when not scored), ``trainable_params``,
-        ``peak_mem_mb``, ``s_per_epoch``, plus ``hr@10_std``, ``ndcg@10_std``, ``seeds``,
+        ``peak_mem_mb``, ``tensor_peak_mb``, ``s_per_epoch``, plus ``hr@10_std``, ``ndcg@10_std``, ``seeds``,
         ``s_per_epoch_extrapolated``, ``batches_measured``, ``epochs_trained`` (mean) and ``best_epoch`` (mean; ``None``
         without early stopping).
     """
@@ -88,13 +88,14 @@ def evaluate_models(data_dir: str | PathLike[str], seeds: int = 3, base: Candida
 
 def format_table(result: dict[str, dict[str, Any]]) -> str:
     """A Markdown table of ``evaluate_models``' result."""
-    lines = ["| model | HR@10 | NDCG@10 | trainable params | peak mem (MiB) | s/epoch | epochs | seeds |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | HR@10 | NDCG@10 | trainable params | peak mem (MiB) | tensor peak (MiB) | s/epoch | epochs | "
+             "seeds |", "|---|---|---|---|---|---|---|---|---|"]
     notes = []
     for name, r in result.items():
         hr, ndcg = (f"{r[f]:.4f} ± {r[f + '_std']:.4f}" if r[f] is not None else "n/a" for f in ("hr@10", "ndcg@10"))
         star = "*" if r.get("s_per_epoch_extrapolated") else ""
-        lines.append(f"| {name} | {hr} | {ndcg} | {r['trainable_params']:,} | {r['peak_mem_mb']:.0f} | "
+        tensor = "n/a" if r.get("tensor_peak_mb") is None else f"{r['tensor_peak_mb']:.0f}"
+        lines.append(f"| {name} | {hr} | {ndcg} | {r['trainable_params']:,} | {r['peak_mem_mb']:.0f} | {tensor} | "
                      f"{r['s_per_epoch']:.1f}{star} | {r.get('epochs_trained', 0.0):.1f} | {r['seeds']} |")
         if star:
             notes.append(f"\\* {name}: s/epoch extrapolated from {r['batches_measured']} measured batches.")

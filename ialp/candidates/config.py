@@ -65,6 +65,10 @@ class CandidatesConfig:
             best epoch's weights (0: train all ``epochs``).
         max_steps: Stop training after this many batches (0: all ``epochs``); a model stopped early is not
             evaluated (its HR/NDCG are ``None``) and its ``s_per_epoch`` is extrapolated from the batches run.
+        tensor_probe: Training batches whose peak tensor memory is measured with the torch profiler (on a copy of
+            the model, before training; 0: not measured).
+        text_checkpoint: ``finetune-text``: checkpoint each text chunk (``false``: plain fine-tuning, all
+            activations kept; the memory baseline).
         seed: Seed of initialisation and batching.
         cache_dir: Hidden-state cache folder (default ``$IALP_CACHE_DIR/hidden_states``).
         progress: Show progress bars.
@@ -102,6 +106,8 @@ class CandidatesConfig:
     text_chunk: int = 64
     patience: int = 0
     max_steps: int = 0
+    tensor_probe: int = 2
+    text_checkpoint: bool = True
     seed: int = 0
     cache_dir: str = ""
     progress: bool = True
@@ -138,7 +144,8 @@ class CandidatesConfig:
             raise ConfigError("candidates: need 0 <= dropout < 1, temperature > 0, lr > 0 and encoder_lr > 0")
         if self.pool and self.pool < self.k:
             raise ConfigError(f"candidates.pool: {self.pool} is below k={self.k} (0: 2k)")
-        for name in ("max_steps", "patience", "softmax_chunk", "refresh", "pool", "side_width", "side_chunk"):
+        for name in ("max_steps", "patience", "softmax_chunk", "tensor_probe", "refresh", "pool", "side_width",
+                     "side_chunk"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"candidates.{name}: must be >= 0, got {getattr(self, name)}")
         return self

@@ -39,8 +39,8 @@ from ialp.candidates.sequential import (
 from ialp.candidates.tracker import SessionCandidates
 from ialp.data import ItemCatalog, LoggedData
 
-__all__ = ["FORMAT", "SERVING", "CandidateGenerator", "FitResult", "PeakMemory", "TopOnePolicy", "build_taps",
-           "fit_or_load", "fit_recommender"]
+__all__ = ["FORMAT", "SERVING", "CandidateGenerator", "FitResult", "PeakMemory", "TensorPeak", "TopOnePolicy",
+           "build_taps", "fit_or_load", "fit_recommender", "measure_tensor_peak"]
 
 
 class PeakMemory:
@@ -166,7 +166,8 @@ def build_model(cfg: CandidatesConfig, n_items: int, taps: dict[str, list[np.nda
             raise TypeError(f"finetune-text needs a TextEncoder, got {type(enc).__name__}")
         ids = enc.tokenizer([str(t) for t in texts], truncation=True, max_length=enc.max_length)["input_ids"]
         pad_id = int(getattr(enc.tokenizer, "pad_token_id", None) or 0)
-        tower = TextFinetuneTower(copy.deepcopy(enc.model).train(), ids, cfg.width, pad_id, cfg.text_chunk)
+        tower = TextFinetuneTower(copy.deepcopy(enc.model).train(), ids, cfg.width, pad_id, cfg.text_chunk,
+                                  cfg.text_checkpoint)
     elif cfg.model == "sidesan":
         if taps is None:
             raise ValueError("the sidesan model needs the cached encoder states (taps)")
@@ -179,13 +180,62 @@ def build_model(cfg: CandidatesConfig, n_items: int, taps: dict[str, list[np.nda
     return SequentialRecommender(tower, encoder, cfg.temperature)
 
 
+def _optimizer(model: SequentialRecommender, cfg: CandidatesConfig) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters; a fine-tuned text encoder's own weights at ``cfg.encoder_lr``."""
+    tower: Any = model.tower
+    backbone = {id(p) for p in tower.backbone.parameters()} if isinstance(tower, TextFinetuneTower) else set()
+    groups: list[dict[str, Any]] = [
+        {"params": [p for p in model.parameters() if p.requires_grad and id(p) not in backbone]}]
+    if backbone:
+        groups.append({"params": [p for p in model.parameters() if id(p) in backbone], "lr": cfg.encoder_lr})
+    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+class TensorPeak:
+    """Peak tensor memory held inside a ``with`` block, in MiB, from the torch profiler's allocation records.
+
+    Every allocation and free of the CPU allocator is attributed to the op that made it; summed in time order they
+    give the live tensor bytes, whose maximum is the peak (tensors alive before the block are not counted).
+    Unlike ``PeakMemory`` (process resident-set growth) this sees tensors only: activations, gradients, optimizer
+    state, logits.
+    """
+
+    peak_mb = 0.0
+
+    def __enter__(self) -> TensorPeak:
+        from torch.profiler import ProfilerActivity, profile
+
+        self._prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+        self._prof.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._prof.__exit__(None, None, None)
+        events = sorted(self._prof.events(), key=lambda e: e.time_range.start)
+        live = np.cumsum([e.self_cpu_memory_usage for e in events]) if events else np.zeros(1)
+        self.peak_mb = max(0.0, float(live.max())) / 2**20
+
+
+def measure_tensor_peak(model: SequentialRecommender, windows: np.ndarray, cfg: CandidatesConfig,
+                        log_q: torch.Tensor | None) -> float:
+    """``TensorPeak`` of ``cfg.tensor_probe`` training batches (forward, backward, optimizer step) run on a copy of
+    ``model`` and of its optimizer, so that the profiler slows no timed batch and changes no trained weight."""
+    probe = copy.deepcopy(model)
+    optimizer = _optimizer(probe, cfg)
+    with TensorPeak() as peak:
+        train_epoch(probe, windows, optimizer, np.random.default_rng(cfg.seed), cfg.batch_size, log_q,
+                    max_batches=cfg.tensor_probe, softmax_chunk=cfg.softmax_chunk)
+    return peak.peak_mb
+
+
 def fit_recommender(histories: Sequence[np.ndarray], n_items: int, cfg: CandidatesConfig,
                     taps: dict[str, list[np.ndarray]] | None = None, texts: Sequence[str] | None = None,
                     text_encoder: TextEncoder | None = None) -> FitResult:
     """Train on a leave-one-out split and report test HR@10/NDCG@10 and efficiency figures.
 
     Metrics: ``hr@10``, ``ndcg@10`` (test), ``valid_hr@10``, ``valid_ndcg@10``, ``trainable_params``,
-    ``peak_mem_mb`` (peak resident-memory growth while training, validation passes included), ``s_per_epoch``
+    ``peak_mem_mb`` (peak resident-memory growth while training, validation passes included), ``tensor_peak_mb``
+    (peak tensor memory of ``cfg.tensor_probe`` training batches, ``TensorPeak``; ``None`` when 0), ``s_per_epoch``
     (training batches only), ``epochs_trained``, ``batches_trained``, ``best_epoch``, ``valid_ndcg_curve``.
 
     With ``cfg.patience``, validation NDCG@10 is checked after every epoch, training stops once it has not improved
@@ -202,7 +252,7 @@ def fit_recommender(histories: Sequence[np.ndarray], n_items: int, cfg: Candidat
         metrics = dict(evaluate(None, split.test, popularity, cfg.max_len))
         valid = evaluate(None, split.valid, popularity, cfg.max_len)
         metrics.update({f"valid_{k}": v for k, v in valid.items()})
-        metrics.update(trainable_params=0, peak_mem_mb=0.0, s_per_epoch=0.0)
+        metrics.update(trainable_params=0, peak_mem_mb=0.0, tensor_peak_mb=0.0, s_per_epoch=0.0)
         return FitResult(None, split, popularity, metrics)
     model = build_model(cfg, n_items, taps, texts, text_encoder)
     windows = training_windows(split.train, cfg.max_len)
@@ -210,13 +260,8 @@ def fit_recommender(histories: Sequence[np.ndarray], n_items: int, cfg: Candidat
     log_q = None
     if cfg.pop_correction:
         log_q = torch.from_numpy(np.log((popularity + 1.0) / (popularity + 1.0).sum())).to(torch.float32)
-    tower: Any = model.tower
-    backbone = {id(p) for p in tower.backbone.parameters()} if isinstance(tower, TextFinetuneTower) else set()
-    groups: list[dict[str, Any]] = [
-        {"params": [p for p in model.parameters() if p.requires_grad and id(p) not in backbone]}]
-    if backbone:
-        groups.append({"params": [p for p in model.parameters() if id(p) in backbone], "lr": cfg.encoder_lr})
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = _optimizer(model, cfg)
+    tensor_peak = measure_tensor_peak(model, windows, cfg, log_q) if cfg.tensor_probe else None
     steps = -(-len(windows) // cfg.batch_size)
     budget = cfg.max_steps if 0 < cfg.max_steps < cfg.epochs * steps else cfg.epochs * steps
     seconds, done, loss = 0.0, 0, float("nan")
@@ -246,7 +291,7 @@ def fit_recommender(histories: Sequence[np.ndarray], n_items: int, cfg: Candidat
         metrics = dict(evaluate(model, split.test, popularity, cfg.max_len))
         valid = evaluate(model, split.valid, popularity, cfg.max_len)
         metrics.update({f"valid_{k}": v for k, v in valid.items()})
-    metrics.update(trainable_params=trainable_parameters(model), peak_mem_mb=mem.peak_mb,
+    metrics.update(trainable_params=trainable_parameters(model), peak_mem_mb=mem.peak_mb, tensor_peak_mb=tensor_peak,
                    s_per_epoch=seconds / done * steps if done else 0.0,
                    s_per_epoch_extrapolated=bool(steps) and done % steps != 0,
                    epochs_trained=done / steps if steps else 0.0, batches_trained=done, final_loss=loss,

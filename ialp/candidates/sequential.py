@@ -206,14 +206,15 @@ class TextFinetuneTower(nn.Module):
         width: Output width.
         pad_id: The tokenizer's padding id.
         chunk: Texts per encoder pass.
+        checkpointed: Checkpoint each chunk while training (``False``: keep all activations, plain fine-tuning).
     """
 
     def __init__(self, backbone: nn.Module, token_ids: Sequence[Sequence[int]], width: int, pad_id: int = 0,
-                 chunk: int = 64) -> None:
+                 chunk: int = 64, checkpointed: bool = True) -> None:
         super().__init__()
         self.backbone = backbone.requires_grad_(True)
         self.token_ids = [np.asarray(t, dtype=np.int64) for t in token_ids]
-        self.pad_id, self.chunk = pad_id, chunk
+        self.pad_id, self.chunk, self.checkpointed = pad_id, chunk, checkpointed
         config: Any = backbone.config
         self.proj = nn.Linear(int(config.hidden_size), width)
 
@@ -226,7 +227,7 @@ class TextFinetuneTower(nn.Module):
         flat = items.reshape(-1).numpy()
         texts = [self.token_ids[i] for i in flat]
         order = np.argsort([len(t) for t in texts], kind="stable")
-        parts, grad = [], torch.is_grad_enabled() and self.training
+        parts, grad = [], torch.is_grad_enabled() and self.training and self.checkpointed
         for s in range(0, len(order), self.chunk):
             rows = order[s : s + self.chunk]
             ids = torch.full((len(rows), max(len(texts[i]) for i in rows)), self.pad_id, dtype=torch.int64)

@@ -59,6 +59,23 @@ def test_in_batch_loss_masks_own_items_skips_padding_and_chunks_exactly() -> Non
         torch.testing.assert_close(a, b)
 
 
+def test_tensor_peak_sees_tensors_and_the_chunked_softmax_lowers_it() -> None:
+    from ialp.candidates.generator import TensorPeak
+
+    with TensorPeak() as peak:
+        x = torch.ones(1024, 1024)  # 4 MiB
+        del x
+    assert 3.9 < peak.peak_mb < 8
+    model = _tiny_model(n_items=3000, width=16)
+    window = torch.randint(0, 3000, (512, 7))
+    peaks = []
+    for chunk in (0, 256):
+        with TensorPeak() as peak:
+            in_batch_loss(model, window[:, :-1], window[:, 1:], None, chunk=chunk).backward()
+        peaks.append(peak.peak_mb)
+    assert peaks[1] < peaks[0] / 2, peaks  # the (3,072 positions x ~1,900 items) logits never exist whole
+
+
 def test_kv_cache_prefill_and_extend_match_a_full_pass() -> None:
     torch.manual_seed(1)
     enc = SASRec(16, max_len=8, n_layers=2, n_heads=2, dropout=0.0).eval()
