@@ -311,7 +311,9 @@ class CandidateGenerator:
 
     Implements ``ialp.envs.CandidateProvider``: an environment built with ``candidates=generator`` gets
     ``Discrete(k)`` actions over the proposals, sorted best first, so action 0 is the recommender's own top-1
-    (``TopOnePolicy`` plays it as a baseline). Items already in the history are never proposed.
+    (``TopOnePolicy`` plays it as a baseline). Items already in the history are never proposed. With
+    ``config.refresh`` >= 1 an environment proposes through ``tracker`` (``SessionCandidates``: a key/value-cached
+    user state per session and a pool refreshed every ``refresh`` steps) instead of ``propose`` at every step.
 
     Holds only CPU state (numpy item table, a small torch user encoder), so it pickles for ``SubprocVecEnv``.
 

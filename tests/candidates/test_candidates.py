@@ -376,6 +376,9 @@ def test_experiment_config_candidates_section() -> None:
     from ialp.experiment import load_experiment
 
     assert load_config().candidates_config() is None  # default: no candidate generator
+    shipped = load_config(Path(__file__).resolve().parents[2] / "configs" / "movielens_candidates.yaml")
+    served = shipped.candidates_config()
+    assert served is not None and (served.refresh, served.pool, served.k) == (10, 64, 50)  # the pooled, cached env
     cfg = load_config(overrides=["candidates={model: sidesan, modalities: [text], k: 50}", "methods=[random]"])
     cc = cfg.candidates_config()
     assert cc is not None and (cc.model, cc.k) == ("sidesan", 50)
