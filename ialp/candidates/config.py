@@ -53,6 +53,8 @@ class CandidatesConfig:
         dropout: Dropout rate.
         temperature: Softmax temperature on cosine scores.
         pop_correction: Subtract log-popularity from in-batch logits.
+        negatives: Sampled softmax: per batch, this many items drawn by popularity (uniformly without
+            ``pop_correction``) join the in-batch negatives (0: in-batch only).
         softmax_chunk: Score this many positions of the in-batch softmax at a time, each chunk checkpointed
             (bounds the logits' memory; 0: all at once).
         epochs: Training epochs.
@@ -98,6 +100,7 @@ class CandidatesConfig:
     temperature: float = 0.1
     pop_correction: bool = True
     softmax_chunk: int = 0
+    negatives: int = 0
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
@@ -144,8 +147,8 @@ class CandidatesConfig:
             raise ConfigError("candidates: need 0 <= dropout < 1, temperature > 0, lr > 0 and encoder_lr > 0")
         if self.pool and self.pool < self.k:
             raise ConfigError(f"candidates.pool: {self.pool} is below k={self.k} (0: 2k)")
-        for name in ("max_steps", "patience", "softmax_chunk", "tensor_probe", "refresh", "pool", "side_width",
-                     "side_chunk"):
+        for name in ("max_steps", "patience", "softmax_chunk", "negatives", "tensor_probe", "refresh", "pool",
+                     "side_width", "side_chunk"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"candidates.{name}: must be >= 0, got {getattr(self, name)}")
         return self

@@ -217,14 +217,15 @@ class TensorPeak:
 
 
 def measure_tensor_peak(model: SequentialRecommender, windows: np.ndarray, cfg: CandidatesConfig,
-                        log_q: torch.Tensor | None) -> float:
+                        log_q: torch.Tensor | None, n_items: int) -> float:
     """``TensorPeak`` of ``cfg.tensor_probe`` training batches (forward, backward, optimizer step) run on a copy of
     ``model`` and of its optimizer, so that the profiler slows no timed batch and changes no trained weight."""
     probe = copy.deepcopy(model)
     optimizer = _optimizer(probe, cfg)
     with TensorPeak() as peak:
         train_epoch(probe, windows, optimizer, np.random.default_rng(cfg.seed), cfg.batch_size, log_q,
-                    max_batches=cfg.tensor_probe, softmax_chunk=cfg.softmax_chunk)
+                    max_batches=cfg.tensor_probe, softmax_chunk=cfg.softmax_chunk, negatives=cfg.negatives,
+                    n_items=n_items)
     return peak.peak_mb
 
 
@@ -261,7 +262,7 @@ def fit_recommender(histories: Sequence[np.ndarray], n_items: int, cfg: Candidat
     if cfg.pop_correction:
         log_q = torch.from_numpy(np.log((popularity + 1.0) / (popularity + 1.0).sum())).to(torch.float32)
     optimizer = _optimizer(model, cfg)
-    tensor_peak = measure_tensor_peak(model, windows, cfg, log_q) if cfg.tensor_probe else None
+    tensor_peak = measure_tensor_peak(model, windows, cfg, log_q, n_items) if cfg.tensor_probe else None
     steps = -(-len(windows) // cfg.batch_size)
     budget = cfg.max_steps if 0 < cfg.max_steps < cfg.epochs * steps else cfg.epochs * steps
     seconds, done, loss = 0.0, 0, float("nan")
@@ -272,7 +273,7 @@ def fit_recommender(histories: Sequence[np.ndarray], n_items: int, cfg: Candidat
         while done < budget:
             n = min(steps, budget - done)
             loss, sec = train_epoch(model, windows, optimizer, rng, cfg.batch_size, log_q, bar.update, n,
-                                    cfg.softmax_chunk)
+                                    cfg.softmax_chunk, cfg.negatives, n_items)
             seconds, done = seconds + sec, done + n
             bar.set_postfix(loss=f"{loss:.3f}")
             if cfg.patience and n == steps:

@@ -442,7 +442,7 @@ class SequentialRecommender(nn.Module):
 
 
 def in_batch_loss(model: SequentialRecommender, inputs: torch.Tensor, targets: torch.Tensor,
-                  log_q: torch.Tensor | None, chunk: int = 0) -> torch.Tensor:
+                  log_q: torch.Tensor | None, chunk: int = 0, negatives: torch.Tensor | None = None) -> torch.Tensor:
     """In-batch softmax over the distinct target items of the batch, with log-popularity correction.
 
     A position trains when both its input and its target are items (an empty input predicts nothing). Its
@@ -458,9 +458,13 @@ def in_batch_loss(model: SequentialRecommender, inputs: torch.Tensor, targets: t
         log_q: log sampling probability per item, or ``None``.
         chunk: Score this many positions at a time, each chunk checkpointed, so that the (positions x items)
             logits never exist whole (0: all at once).
+        negatives: Extra sampled negatives shared by the batch (sampled softmax), drawn from the distribution
+            ``log_q`` describes, so that the same correction applies to them.
     """
     valid = (targets >= 0) & (inputs >= 0)
-    uniq, label = torch.unique(targets[valid], return_inverse=True)
+    positives = targets[valid]
+    uniq = torch.unique(positives if negatives is None else torch.cat([positives, negatives]))
+    label = torch.searchsorted(uniq, positives)
     # One tower call for the distinct input and target items (they overlap: targets are the inputs shifted by one)
     present = torch.unique(torch.cat([inputs[inputs >= 0], uniq]))
     vectors = model.embed(present)
@@ -492,10 +496,11 @@ def in_batch_loss(model: SequentialRecommender, inputs: torch.Tensor, targets: t
 def train_epoch(model: SequentialRecommender, windows: np.ndarray, optimizer: torch.optim.Optimizer,
                 rng: np.random.Generator, batch_size: int = 128, log_q: torch.Tensor | None = None,
                 progress: Callable[[int], object] | None = None, max_batches: int | None = None,
-                softmax_chunk: int = 0) -> tuple[float, float]:
+                softmax_chunk: int = 0, negatives: int = 0, n_items: int = 0) -> tuple[float, float]:
     """One pass over the training windows in random order (or its first ``max_batches`` batches).
 
-    ``softmax_chunk``: see ``in_batch_loss``'s ``chunk``.
+    ``softmax_chunk``: see ``in_batch_loss``'s ``chunk``. ``negatives``: per batch, that many items of the
+    ``n_items`` drawn with probabilities ``exp(log_q)`` (uniformly without ``log_q``) join the in-batch negatives.
 
     Returns:
         (mean loss, seconds).
@@ -505,7 +510,11 @@ def train_epoch(model: SequentialRecommender, windows: np.ndarray, optimizer: to
     start, losses = time.perf_counter(), []
     for s in range(0, len(order), batch_size)[:max_batches]:
         w = torch.from_numpy(windows[order[s : s + batch_size]])
-        loss = in_batch_loss(model, w[:, :-1], w[:, 1:], log_q, softmax_chunk)
+        extra = None
+        if negatives:
+            p = None if log_q is None else log_q.exp().double().numpy()
+            extra = torch.from_numpy(rng.choice(n_items, negatives, p=None if p is None else p / p.sum()))
+        loss = in_batch_loss(model, w[:, :-1], w[:, 1:], log_q, softmax_chunk, extra)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 import ialp  # noqa: F401  (registers the ids)
 from ialp.candidates import CandidateGenerator, CandidatesConfig
 from ialp.candidates.data import item_texts, split_time
+from ialp.candidates.generator import fit_recommender
 from ialp.candidates.sequential import IDItemTower, SASRec, SequentialRecommender, in_batch_loss
 from ialp.candidates.tracker import SessionCandidates
 
@@ -57,6 +58,21 @@ def test_in_batch_loss_masks_own_items_skips_padding_and_chunks_exactly() -> Non
     chunk_grads = torch.autograd.grad(in_batch_loss(model, inputs, targets, log_q, chunk=4), list(model.parameters()))
     for a, b in zip(grads, chunk_grads, strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_sampled_negatives_join_the_softmax() -> None:
+    model = _tiny_model()
+    window = torch.tensor([[-1, -1, 3, 4, 5], [-1, 6, 3, 7, 8]])
+    inputs, targets = window[:, :-1], window[:, 1:]
+    base = in_batch_loss(model, inputs, targets, None)
+    same = in_batch_loss(model, inputs, targets, None, negatives=torch.tensor([4, 8]))  # already in the batch
+    more = in_batch_loss(model, inputs, targets, None, negatives=torch.tensor([0, 1, 2, 9, 19]))
+    torch.testing.assert_close(same, base)
+    assert float(more.detach()) > float(base.detach())  # more negatives in every softmax: a larger loss
+    cfg = CandidatesConfig(model="sasrec-id", epochs=1, negatives=16, width=8, n_layers=1, n_heads=2, max_len=4,
+                           batch_size=8, progress=False)
+    histories = [np.array([2, 4, 7] * 3) for _ in range(20)]
+    assert fit_recommender(histories, 20, cfg).metrics["batches_trained"] > 0
 
 
 def test_tensor_peak_sees_tensors_and_the_chunked_softmax_lowers_it() -> None:
