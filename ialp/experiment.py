@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ import yaml
 from tqdm import tqdm
 
 from ialp.agents.common import EpisodeLog, EpisodeTracker, RecorderCallback, World, log_interval, sb3_model
-from ialp.config import ConfigError, ExperimentConfig, load_config
+from ialp.config import ExperimentConfig, load_config
 from ialp.eval import (
     CURVE_FIELDS,
     RESULT_FIELDS,
@@ -43,7 +43,9 @@ from ialp.eval import (
     write_csv,
 )
 from ialp.eval.report import curve_stats, online_comparison
+from ialp.llm.base import LLMConfig
 from ialp.rewards.model import LOSSES, PreferenceSet, RewardModel
+from ialp.schema import ConfigError
 from ialp.simulators.leave import make_leave_rule
 
 Online = tuple[Policy, EpisodeLog | None]
@@ -129,13 +131,13 @@ class Pipeline:
 
         return SummaryWriter(str(self.out / "tb" / name))
 
-    def _llm(self, variant: str) -> dict[str, Any]:
-        return dict(self.cfg.llm) if variant == "llm" else {"backend": "oracle"}
+    def _llm(self, variant: str) -> LLMConfig:
+        return self.cfg.llm if variant == "llm" else LLMConfig(backend="oracle")
 
     # ----------------------------------------------------------------------------------------- stages
     def distill_key(self, variant: str) -> str:
         """Key of the ``variant`` preference data set."""
-        return _digest(self.world_key, self.section("distill"), self._llm(variant))
+        return _digest(self.world_key, self.section("distill"), dataclasses.asdict(self._llm(variant)))
 
     def distill(self, variant: str) -> dict[str, np.ndarray]:
         """Stage 1: the preference data set of ``variant`` (``llm`` = the configured backend, or ``oracle``)."""
@@ -498,7 +500,7 @@ def check_methods(cfg: ExperimentConfig) -> None:
     bad = [m for m in cfg.methods if m not in METHODS]
     if bad:
         raise ConfigError(f"methods: {bad} not among {tuple(METHODS)}")
-    has_generator = cfg.candidates_config() is not None or "candidates" in cfg.env.kwargs
+    has_generator = cfg.candidates is not None or "candidates" in cfg.env.kwargs
     bad = [m for m in cfg.methods if METHODS[m].scope == ("generator" if not has_generator else "catalogue")]
     if bad:
         need = "need a candidate generator (a candidates section)" if not has_generator else \
@@ -506,7 +508,7 @@ def check_methods(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"methods: {bad} {need}")
 
 
-def load_experiment(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+def load_experiment(path: str | Path | None = None, overrides: Iterable[str] = ()) -> ExperimentConfig:
     """``load_config`` plus the method checks: everything is validated before any work starts."""
     cfg = load_config(path, overrides)
     check_methods(cfg)
@@ -531,7 +533,7 @@ def _summary(pipe: Pipeline, rows: list[dict[str, Any]], curves: list[dict[str, 
              f"online-adaptation users: {info.get('online_users', 'new synthetic users per session')}"
              f" ({cfg.agent.num_envs} sessions at a time, {cfg.online.total_timesteps:,} steps); evaluation users: "
              f"{info.get('eval_users', 'new synthetic users')} ({cfg.eval.users} sessions per seed)")
-    parts = [f"# {cfg.name}: {cfg.env.id}, LLM backend `{cfg.llm.get('backend')}`, seeds {cfg.eval.seeds}", "",
+    parts = [f"# {cfg.name}: {cfg.env.id}, LLM backend `{cfg.llm.backend}`, seeds {cfg.eval.seeds}", "",
              f"User pools (disjoint): {pools}.", ""]
     for setting in cfg.settings:
         for mode in cfg.eval.modes:
@@ -544,10 +546,10 @@ def _summary(pipe: Pipeline, rows: list[dict[str, Any]], curves: list[dict[str, 
     parts.append("Mean ± 95% Student-t interval over seeds. `online first`/`online last`: mean return of the online "
                  "episodes that ended in the first/last 10% of online steps; `curve change`: last 25% of steps vs the "
                  "25% before, relative (a flat curve is near 0).")
-    if cfg.candidates and (out / "candidates" / "metrics.json").exists():
+    if cfg.candidates is not None and (out / "candidates" / "metrics.json").exists():
         m = json.loads((out / "candidates" / "metrics.json").read_text())
-        parts.append(f"\nCandidate generator `{cfg.candidates.get('model', 'sidesan')}` (actions: its top "
-                     f"{cfg.candidates.get('k', 50)}): test HR@10 {m.get('hr@10')}, NDCG@10 {m.get('ndcg@10')}.")
+        parts.append(f"\nCandidate generator `{cfg.candidates.model}` (actions: its top "
+                     f"{cfg.candidates.k}): test HR@10 {m.get('hr@10')}, NDCG@10 {m.get('ndcg@10')}.")
     for variant in ("llm", "oracle"):
         stats = out / "distill" / f"{variant}.json"
         metrics = out / "reward" / f"{variant}.json"

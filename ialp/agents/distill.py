@@ -32,6 +32,7 @@ from ialp.config import ExperimentConfig
 from ialp.data import InteractionLog, ItemCatalog, LoadReport, LoggedData, load_dataset
 from ialp.envs.registration import BUILDERS
 from ialp.envs.vector import BatchedRecEnv
+from ialp.llm.base import LLMConfig
 from ialp.rewards.model import PreferenceSet, state_features
 from ialp.simulators import LoggedUserModel, MFConfig, SyntheticUserModel, UserModel
 
@@ -84,7 +85,7 @@ def attach_candidates(world: World, cfg: ExperimentConfig, catalog: ItemCatalog,
                       progress: bool = False) -> World:
     """Train (or load from ``folder``) the ``candidates`` generator on the world's training log and pass it to
     both environments (``env_kwargs["candidates"]``); without a ``candidates`` section ``world`` is unchanged."""
-    cc = cfg.candidates_config()
+    cc = cfg.candidates
     if cc is None:
         return world
     from ialp.candidates.generator import fit_or_load
@@ -187,7 +188,7 @@ def sample_states(log: InteractionLog, n: int, window: int, rng: np.random.Gener
     return StateSample(hist, fb, log.users[rows], rows, log.items[rows], log.feedback[rows])
 
 
-def distill(world: World, cfg: ExperimentConfig, llm: dict[str, Any] | None = None,
+def distill(world: World, cfg: ExperimentConfig, llm: LLMConfig | None = None,
             progress: bool = True) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Ask the LLM (or oracle) ``cfg.distill.queries`` questions about training users' logged states.
 
@@ -200,7 +201,7 @@ def distill(world: World, cfg: ExperimentConfig, llm: dict[str, Any] | None = No
     from ialp.llm.prompts import PreferenceQuery
 
     d = cfg.distill
-    llm = dict(cfg.llm if llm is None else llm)
+    llm = cfg.llm if llm is None else llm
     rng = np.random.default_rng(d.seed)
     w = int(world.env_kwargs.get("history_len", 10))
     states = sample_states(world.log, d.queries, max(w, d.window), rng)
@@ -216,9 +217,9 @@ def distill(world: World, cfg: ExperimentConfig, llm: dict[str, Any] | None = No
                 banned.add(c)
                 pool.append(c)
         cands[j] = rng.permutation(pool)
-    kwargs = {"truth": world.target} if llm.get("backend") == "oracle" else {}
+    kwargs = {"truth": world.target} if llm.backend == "oracle" else {}
     backend = make_backend(llm, **kwargs)
-    extractor = PreferenceExtractor(backend, world.target.catalog, mode=d.mode)  # type: ignore[arg-type]
+    extractor = PreferenceExtractor(backend, world.target.catalog, mode=d.mode)
     lo_hi = world.log.feedback_range
     queries = []
     for j in range(d.queries):
@@ -235,7 +236,7 @@ def distill(world: World, cfg: ExperimentConfig, llm: dict[str, Any] | None = No
     reasons: Counter[str] = Counter()
     batch = 16
     try:
-        for start in tqdm(range(0, d.queries, batch), desc=f"distil ({llm.get('backend')})", unit="batch",
+        for start in tqdm(range(0, d.queries, batch), desc=f"distil ({llm.backend})", unit="batch",
                           disable=not progress):
             for j, pref in enumerate(extractor.prefer(queries[start:start + batch]), start):
                 if not pref.ok:
@@ -256,7 +257,7 @@ def distill(world: World, cfg: ExperimentConfig, llm: dict[str, Any] | None = No
     stats = {"queries": int(d.queries), "ok": int(ok.sum()), "failed": int((~ok).sum()),
              "failure_reasons": dict(reasons), "position_histogram": np.bincount(choice[ok], minlength=d.k).tolist(),
              "positive_chosen": float((cands[ok, choice[ok]] == states.next_items[ok]).mean()) if ok.any() else 0.0,
-             "extractor": extractor.stats(), "llm": backend.stats.as_dict(), "backend": llm.get("backend")}
+             "extractor": extractor.stats(), "llm": backend.stats.as_dict(), "backend": llm.backend}
     arrays = {"hist_items": states.hist_items[:, -w:], "hist_feedback": states.hist_feedback[:, -w:],
               "users": states.users, "rows": states.rows, "next_items": states.next_items,
               "next_feedback": states.next_feedback, "candidates": cands, "choice": choice}

@@ -9,20 +9,35 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal, get_args
+
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
+from pydantic.dataclasses import dataclass as config_dataclass
+
+from ialp.schema import STRICT
 
 #: Values of ``LLMConfig.api``: ``chat`` applies the model's chat template (chat endpoint), ``completions`` sends the
 #: prompt as raw text (what base models such as the default gemma-3-270m need), ``auto`` picks per backend.
-APIS = ("auto", "chat", "completions")
+Api = Literal["auto", "chat", "completions"]
+APIS: tuple[str, ...] = get_args(Api)
+
+#: backend name -> (module, class), built by :func:`ialp.llm.make_backend`. ``oracle`` answers from the simulator's
+#: ground truth (an upper bound, no LLM).
+BACKENDS: dict[str, tuple[str, str]] = {
+    "llamacpp": ("ialp.llm.llamacpp_backend", "LlamaCppBackend"),
+    "openai": ("ialp.llm.openai_backend", "OpenAIBackend"),
+    "vllm": ("ialp.llm.vllm_backend", "VLLMBackend"),
+    "oracle": ("ialp.llm.oracle", "OracleBackend"),
+}
 
 
 class LLMError(RuntimeError):
     """A backend could not be used at all (bad configuration, missing package, server unreachable)."""
 
 
-@dataclass(frozen=True)
+@config_dataclass(frozen=True, config=STRICT)
 class LLMConfig:
     """How to reach and sample an LLM; ``llm:`` in experiment configs. Secrets never live here:
     the API key is read from the environment variable named by ``api_key_env``."""
@@ -31,39 +46,25 @@ class LLMConfig:
     model: str = "gemma-3-270m-q4_k_m"
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
-    temperature: float = 0.0
-    max_tokens: int = 16
+    temperature: NonNegativeFloat = 0.0
+    max_tokens: PositiveInt = 16
     seed: int = 0
-    timeout_s: float = 60.0
-    max_retries: int = 3
-    backoff_s: float = 0.5
-    concurrency: int = 4
+    timeout_s: PositiveFloat = 60.0
+    max_retries: NonNegativeInt = 3
+    backoff_s: NonNegativeFloat = 0.5
+    concurrency: PositiveInt = 4
     cache_dir: str | None = None
-    n_ctx: int = 2048
-    n_threads: int | None = None
-    api: str = "auto"
+    n_ctx: PositiveInt = 2048
+    n_threads: PositiveInt | None = None
+    api: Api = "auto"
     cache: bool = True
 
-    def __post_init__(self) -> None:
-        if self.api not in APIS:
-            raise ValueError(f"llm.api={self.api!r} is not one of {list(APIS)}")
-        for name in ("max_tokens", "concurrency", "n_ctx"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"llm.{name}={getattr(self, name)!r} must be >= 1")
-        for name in ("max_retries", "backoff_s", "temperature"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"llm.{name}={getattr(self, name)!r} must be >= 0")
-        if self.timeout_s <= 0:
-            raise ValueError(f"llm.timeout_s={self.timeout_s!r} must be > 0")
-
+    @field_validator("backend")
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> LLMConfig:
-        """Build a config from a mapping (e.g. the ``llm:`` block of a YAML file), naming any unknown field."""
-        allowed = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(allowed))
-        if unknown:
-            raise ValueError(f"unknown llm config field(s) {unknown}; allowed: {allowed}")
-        return cls(**dict(data))
+    def _known(cls, value: str) -> str:
+        if value not in BACKENDS:
+            raise ValueError(f"unknown llm backend {value!r}; allowed: {sorted(BACKENDS)}")
+        return value
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the fields (holds no secret: only the *name* of the key's environment variable)."""

@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from ialp.data import InteractionLog, LoggedData, load_dataset
 from ialp.llm.base import LLMBackend, LLMConfig
 from ialp.llm.prompts import PreferenceQuery, query_from_log
+from ialp.schema import load
 from ialp.simulators.logged import LoggedUserModel, MatrixFactorization, MFConfig, default_cache_dir
 
 __all__ = ["build_backend", "evaluate_preferences", "format_report", "load_llm_config", "wilson_interval"]
@@ -52,49 +52,15 @@ def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 # ------------------------------------------------------------------------------------------- config
-def _set_field(data: dict[str, Any], assignment: str) -> None:
-    key, sep, raw = assignment.partition("=")
-    key = key.strip()
-    if key.startswith("llm."):
-        key = key[4:]
-    if not sep or not key or "." in key:
-        raise ValueError(f"--set {assignment!r}: expected llm.<field>=<value>")
-    data[key] = yaml.safe_load(raw)
-
-
 def load_llm_config(path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = (),
                     backend: str | None = None) -> LLMConfig:
     """An ``LLMConfig`` from a YAML file's ``llm:`` section, ``llm.key=value`` overrides and a backend name.
 
     Raises:
-        ValueError: Unknown field or a value of the wrong type, naming the field and what is allowed.
+        ConfigError: Unknown field or a bad value, naming the field, the value and what is allowed.
     """
-    from ialp.config import read_yaml_mapping
-
-    data: dict[str, Any] = {}
-    if path is not None:
-        section = read_yaml_mapping(path).get("llm", {})
-        if not isinstance(section, dict):
-            raise ValueError(f"{path}: expected a mapping with an 'llm:' section")
-        data.update(section)
-    for assignment in overrides:
-        _set_field(data, assignment)
-    if backend is not None:
-        data["backend"] = backend
-    fields = {f.name: f for f in dataclasses.fields(LLMConfig)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ValueError(f"llm: unknown field(s) {unknown}; allowed: {sorted(fields)}")
-    defaults = LLMConfig()
-    for key, value in data.items():
-        default = getattr(defaults, key)
-        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            data[key] = value = float(value)
-        if value is None or default is None:
-            continue
-        if not isinstance(value, type(default)) or (isinstance(value, bool) != isinstance(default, bool)):
-            raise ValueError(f"llm.{key}: expected {type(default).__name__}, got {value!r}")
-    return LLMConfig(**data)
+    extra = [] if backend is None else [f"llm.backend={backend}"]
+    return load(LLMConfig, path, [*overrides, *extra], section="llm")
 
 
 def build_backend(config: LLMConfig, truth: Any = None) -> LLMBackend:
