@@ -16,7 +16,6 @@ Methods live in one registry (:data:`METHODS`); each (method, setting, seed) is 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from ialp.llm.base import LLMConfig
 from ialp.rewards.model import LOSSES, PreferenceSet, RewardModel
 from ialp.schema import ConfigError
 from ialp.simulators.leave import make_leave_rule
+from ialp.storage import is_current, mark_current, stage_key
 
 Online = tuple[Policy, EpisodeLog | None]
 
@@ -68,19 +68,6 @@ class Method:
     reads: tuple[str, ...] = ()
     pretrained: str | None = None
     scope: str = "any"
-
-
-def _digest(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _cached(path: Path, key: str) -> bool:
-    marker = path.with_name(path.name + ".key")
-    return path.exists() and marker.exists() and marker.read_text() == key
-
-
-def _mark(path: Path, key: str) -> None:
-    path.with_name(path.name + ".key").write_text(key)
 
 
 class Pipeline:
@@ -110,7 +97,7 @@ class Pipeline:
     def world_key(self) -> str:
         """Key of everything the world is built from."""
         d = self.cfg.distill
-        return _digest(self.section("env"), self.section("candidates"), self.section("pretrain")["leave_rules"],
+        return stage_key(self.section("env"), self.section("candidates"), self.section("pretrain")["leave_rules"],
                        d.log_users, d.log_seed_offset)
 
     @property
@@ -137,7 +124,7 @@ class Pipeline:
     # ----------------------------------------------------------------------------------------- stages
     def distill_key(self, variant: str) -> str:
         """Key of the ``variant`` preference data set."""
-        return _digest(self.world_key, self.section("distill"), dataclasses.asdict(self._llm(variant)))
+        return stage_key(self.world_key, self.section("distill"), dataclasses.asdict(self._llm(variant)))
 
     def distill(self, variant: str) -> dict[str, np.ndarray]:
         """Stage 1: the preference data set of ``variant`` (``llm`` = the configured backend, or ``oracle``)."""
@@ -145,7 +132,7 @@ class Pipeline:
 
         path = self.out / "distill" / f"{variant}.npz"
         key = self.distill_key(variant)
-        if _cached(path, key):
+        if is_current(path, key):
             self.skipped.append(f"distill:{variant}")
             with np.load(path) as f:
                 return dict(f)
@@ -159,14 +146,14 @@ class Pipeline:
                 w.add_scalar(f"llm/{variant}/{k}", float(stats["llm"][k]), 0)
             w.add_scalar(f"llm/{variant}/ok_fraction", stats["ok"] / max(stats["queries"], 1), 0)
             w.add_scalar(f"llm/{variant}/positive_chosen", stats["positive_chosen"], 0)
-        _mark(path, key)
+        mark_current(path, key)
         self.done.append(f"distill:{variant}")
         return arrays
 
     def reward_key(self, variant: str) -> str:
         """Key of the ``variant`` reward model."""
         source = (self.world_key, self.cfg.distill.queries) if variant == "logonly" else self.distill_key(variant)
-        return _digest(self.section("reward"), variant, source)
+        return stage_key(self.section("reward"), variant, source)
 
     def reward(self, variant: str) -> RewardModel:
         """Stage 2: the reward model of ``variant`` (``llm``, ``oracle`` or ``logonly``)."""
@@ -175,7 +162,7 @@ class Pipeline:
 
         path = self.out / "reward" / f"{variant}.pt"
         key = self.reward_key(variant)
-        if _cached(path, key):
+        if is_current(path, key):
             self.skipped.append(f"reward:{variant}")
             return RewardModel.load(path)
         world, rc = self.world, self.cfg.reward
@@ -205,7 +192,7 @@ class Pipeline:
                 if isinstance(v, float):
                     w.add_scalar(f"reward/{variant}/{k}", v, 0)
         self.log(f"reward {variant}: {json.dumps({k: v for k, v in metrics.items() if k != 'variant'})}")
-        _mark(path, key)
+        mark_current(path, key)
         self.done.append(f"reward:{variant}")
         return model
 
@@ -227,7 +214,7 @@ class Pipeline:
 
     def pretrain_key(self, variant: str, seed: int, setting: str) -> str:
         """Key of one pretrained checkpoint."""
-        return _digest(self.section("agent"), self.section("pretrain"), self.reward_key(variant), seed, setting)
+        return stage_key(self.section("agent"), self.section("pretrain"), self.reward_key(variant), seed, setting)
 
     def pretrain(self, variant: str, seed: int, setting: str) -> Path:
         """Stage 3: iALP pretraining on the offline simulator with ``variant``'s learned reward."""
@@ -235,13 +222,13 @@ class Pipeline:
 
         path = self.out / "pretrain" / f"{variant}_{setting}_s{seed}.zip"
         key = self.pretrain_key(variant, seed, setting)
-        if _cached(path, key):
+        if is_current(path, key):
             self.skipped.append(f"pretrain:{variant}:{setting}:{seed}")
             return path
         reward = self.reward(variant)
         pretrain(self.world, reward, self.cfg.agent, self.cfg.pretrain.total_timesteps, seed, path,
                  str(self.out / "tb"), f"pretrain-{variant}_{setting}_s{seed}", setting=setting)
-        _mark(path, key)
+        mark_current(path, key)
         self.done.append(f"pretrain:{variant}:{setting}:{seed}")
         return path
 
@@ -254,13 +241,13 @@ class Pipeline:
                  *(self.section(r) for r in entry.reads)]
         if entry.pretrained:
             parts.append(self.pretrain_key(entry.pretrained, seed, setting))
-        return _digest(*parts)
+        return stage_key(*parts)
 
     def method(self, method: str, seed: int, setting: str) -> dict[str, Any]:
         """Stages 4–5: online phase (if any) and evaluation (every ``eval.modes``) of one method, seed and setting."""
         path = self.out / "runs" / f"{method}_{setting}_s{seed}.json"
         key = self.method_key(method, seed, setting)
-        if _cached(path, key):
+        if is_current(path, key):
             self.skipped.append(f"run:{method}:{setting}:{seed}")
             result: dict[str, Any] = json.loads(path.read_text())
             return result
@@ -291,7 +278,7 @@ class Pipeline:
                 for s, r in zip(episodes.steps, episodes.returns, strict=True):
                     w.add_scalar("rec/episode_return", r, s)
         path.write_text(json.dumps(result))
-        _mark(path, key)
+        mark_current(path, key)
         self.done.append(f"run:{method}:{setting}:{seed}")
         return result
 

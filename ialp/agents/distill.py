@@ -15,8 +15,6 @@ LLM calls therefore scale with ``queries`` only. Failed queries are dropped from
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -35,6 +33,7 @@ from ialp.envs.vector import BatchedRecEnv
 from ialp.llm.base import LLMConfig
 from ialp.rewards.model import PreferenceSet, state_features
 from ialp.simulators import LoggedUserModel, MFConfig, SyntheticUserModel, UserModel
+from ialp.storage import stage_key
 
 
 def simulate_log(model: UserModel, env_kwargs: dict[str, Any], max_steps: int, n_users: int,
@@ -95,7 +94,7 @@ def attach_candidates(world: World, cfg: ExperimentConfig, catalog: ItemCatalog,
     deps = [cfg.to_dict()["env"], {k: v for k, v in cc.to_dict().items() if k not in ("progress", "cache_dir")}]
     if world.synthetic:
         deps.append([cfg.distill.log_users, cfg.distill.log_seed_offset])
-    key = hashlib.sha256(json.dumps(deps, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    key = stage_key(*deps)
     data = LoggedData(world.log, catalog, LoadReport(world.log.name, len(world.log), len(world.log)))
     gen = fit_or_load(cc, data, folder, key)
     world.env_kwargs["candidates"] = gen

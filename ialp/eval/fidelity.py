@@ -46,7 +46,7 @@ import pandas as pd
 from ialp import random as crng
 from ialp.data import InteractionLog, ItemCatalog, LoggedData, load_dataset
 from ialp.simulators.leave import LeaveRule
-from ialp.simulators.logged import LoggedUserModel, MFConfig, _auc
+from ialp.simulators.logged import LoggedUserModel, MFConfig, roc_auc
 
 LOGGED_ENVS: dict[str, tuple[str, tuple[str, ...]]] = {
     "ialp/MovieLens-v0": ("movielens", ()),
@@ -207,8 +207,8 @@ def _response(y: np.ndarray, pred: np.ndarray, train: InteractionLog, test: Inte
     out["calibration"], out["calibration_error"] = _calibration(pred, y, opts.bins)
     _, out["calibration_error_user_mean_baseline"] = _calibration(user_mean, y, opts.bins)
     binary = bool(np.isin(y, (0.0, 1.0)).all() and np.isin(train.feedback, (0.0, 1.0)).all())
-    out["auc"] = _auc(y, pred) if binary else None
-    out["auc_item_mean_baseline"] = _auc(y, item_mean) if binary else None
+    out["auc"] = roc_auc(y, pred) if binary else None
+    out["auc_item_mean_baseline"] = roc_auc(y, item_mean) if binary else None
     return out
 
 
