@@ -25,7 +25,7 @@ from pydantic import (
 from pydantic.dataclasses import dataclass
 
 from ialp.candidates.config import CandidatesConfig
-from ialp.envs.registration import BUILDERS, SETTINGS
+from ialp.envs.registration import ENVIRONMENTS, SETTINGS
 from ialp.llm.base import LLMConfig
 from ialp.llm.preferences import Mode
 from ialp.rewards.model import Loss
@@ -70,8 +70,8 @@ class EnvConfig:
     @field_validator("id")
     @classmethod
     def _known(cls, value: str) -> str:
-        if value not in BUILDERS:
-            raise ValueError(f"{value!r} is not an ialp environment; known: {sorted(BUILDERS)}")
+        if value not in ENVIRONMENTS:
+            raise ValueError(f"{value!r} is not an ialp environment; known: {sorted(ENVIRONMENTS)}")
         return value
 
     @model_validator(mode="after")

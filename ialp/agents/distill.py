@@ -15,20 +15,18 @@ LLM calls therefore scale with ``queries`` only. Failed queries are dropped from
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
 from ialp.agents.common import ModelView, World
 from ialp.config import ExperimentConfig
-from ialp.data import InteractionLog, ItemCatalog, LoadReport, LoggedData, load_dataset
-from ialp.envs.registration import BUILDERS
+from ialp.data import InteractionLog, ItemCatalog, LoadReport, LoggedData
+from ialp.envs.registration import MAX_EPISODE_STEPS, build_parts
 from ialp.envs.vector import BatchedRecEnv
 from ialp.llm.base import LLMConfig
 from ialp.rewards.model import PreferenceSet, state_features
@@ -73,13 +71,6 @@ def simulate_log(model: UserModel, env_kwargs: dict[str, Any], max_steps: int, n
     return log, features, {k: np.concatenate(v)[order] for k, v in states.items()}
 
 
-def _data_dir(kwargs: dict[str, Any]) -> Path:
-    path = kwargs.get("data_dir") or os.environ.get("IALP_DATA_DIR")
-    if not path:
-        raise FileNotFoundError("env.kwargs.data_dir is not set (nor IALP_DATA_DIR)")
-    return Path(path)
-
-
 def attach_candidates(world: World, cfg: ExperimentConfig, catalog: ItemCatalog, folder: Path | None = None,
                       progress: bool = False) -> World:
     """Train (or load from ``folder``) the ``candidates`` generator on the world's training log and pass it to
@@ -110,12 +101,9 @@ def build_world(cfg: ExperimentConfig, cache_dir: Path | None = None, candidates
     from ``candidates_dir``) proposes the actions of both environments (see ``attach_candidates``).
     """
     env_id = cfg.env.id
-    if env_id not in BUILDERS:
-        raise ValueError(f"env.id: {env_id!r} is not an ialp environment; known: {sorted(BUILDERS)}")
-    model, env_kw = BUILDERS[env_id](dict(cfg.env.kwargs))
+    model, env_kw = build_parts(env_id, cfg.env.kwargs)
     env_kw.pop("render_mode", None)
-    spec = gym.spec(env_id)
-    cap = int(spec.max_episode_steps or 50)
+    cap = MAX_EPISODE_STEPS
     if isinstance(model, SyntheticUserModel):
         log, feats, states = simulate_log(model, env_kw, cap, cfg.distill.log_users, cfg.distill.log_seed_offset)
         data = LoggedData(log, model.catalog, LoadReport("simulated", len(log), len(log)), user_features=feats)
@@ -126,7 +114,7 @@ def build_world(cfg: ExperimentConfig, cache_dir: Path | None = None, candidates
         return attach_candidates(world, cfg, model.catalog, candidates_dir, progress)
     if not isinstance(model, LoggedUserModel):
         raise TypeError(f"{env_id}: unsupported user model {type(model).__name__}")
-    data = load_dataset(_data_dir(cfg.env.kwargs))
+    data = model.data  # the data the registered factory loaded (with its loader options, e.g. KuaiRec's matrix)
     n = data.log.n_users
     perm = np.random.default_rng(cfg.env.split_seed).permutation(n)
     n_eval, n_online = max(1, round(cfg.env.eval_fraction * n)), max(1, round(cfg.env.online_fraction * n))

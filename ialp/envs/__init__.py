@@ -3,7 +3,7 @@
 from typing import Any
 
 from ialp.envs.rec_env import RecEnv
-from ialp.envs.registration import BUILDERS, make_batched, make_env, register_envs
+from ialp.envs.registration import ENVIRONMENTS, build_parts, make_batched, make_env, make_vector, register_envs
 from ialp.envs.session import CandidateProvider, RandomCandidates, SessionBatch
 
 
@@ -16,13 +16,15 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "BUILDERS",
+    "ENVIRONMENTS",
     "BatchedRecEnv",
     "CandidateProvider",
     "RandomCandidates",
     "RecEnv",
     "SessionBatch",
+    "build_parts",
     "make_batched",
     "make_env",
+    "make_vector",
     "register_envs",
 ]

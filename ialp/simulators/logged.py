@@ -188,6 +188,7 @@ class LoggedUserModel(UserModel):
         if reward_noise < 0:
             raise ValueError(f"reward_noise must be >= 0, got {reward_noise}")
         log = data.log
+        self.data = data
         self.catalog = data.catalog
         self.name = log.name
         self.mf, self.fit_report = fit_matrix_factorization(log, mf or MFConfig(), cache_dir, verbose)

@@ -12,7 +12,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import ialp  # noqa: F401
-from ialp.envs import BUILDERS, make_batched
+from ialp.envs import ENVIRONMENTS, make_batched
 
 
 def _rollout(env: gym.Env, seed: int, steps: int, action_seed: int = 0) -> list[tuple]:
@@ -36,7 +36,7 @@ def _same(a: list[tuple], b: list[tuple]) -> bool:
 
 def test_every_registered_id_is_covered(env_cases: dict[str, dict[str, Any]]) -> None:
     registered = {k for k in gym.registry if k.startswith("ialp/")}
-    assert registered == set(BUILDERS)
+    assert registered == set(ENVIRONMENTS)
     assert {case["id"] for case in env_cases.values()} == registered
 
 
@@ -107,7 +107,7 @@ SECTIONS = ("## Description", "## Action Space", "## Observation Space", "## Rew
             "## Episode End", "## Arguments", "## Version History")
 
 
-@pytest.mark.parametrize("env_id", sorted(BUILDERS))
+@pytest.mark.parametrize("env_id", sorted(ENVIRONMENTS))
 def test_every_env_documents_its_user_model_and_leave_rule(env_id: str) -> None:
     module, name = str(gym.spec(env_id).entry_point).split(":")
     cls = getattr(__import__(module, fromlist=[name]), name)
