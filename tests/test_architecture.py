@@ -107,3 +107,11 @@ def test_the_cycle_finder_finds_a_circle() -> None:
         assert ["ialp.__probe_a", "ialp.__probe_b"] in _cycles()
     finally:
         del GRAPH["ialp.__probe_a"], GRAPH["ialp.__probe_b"]
+
+
+def test_only_ialp_envs_reads_the_session_internals() -> None:
+    readers = [f"{path.relative_to(ROOT)}:{node.lineno}" for name, path in MODULES.items()
+               if not name.startswith("ialp.envs")
+               for node in ast.walk(ast.parse(path.read_text()))
+               if isinstance(node, ast.Attribute) and node.attr == "session"]
+    assert readers == []  # the rest reads step's infos, or the read-only ``face``

@@ -19,10 +19,10 @@ from ialp.envs.vector import BatchedRecEnv
 
 def _mask_recent(scores: np.ndarray, venv: BatchedRecEnv, obs: dict[str, np.ndarray]) -> np.ndarray:
     """``scores`` (B, N) with the items of each user's observation window and the ``blocked`` ones set to -inf."""
-    session = venv.session
-    if session.candidates is not None:
+    face = venv.face
+    if face.candidate_items() is not None:
         raise ValueError("catalogue baselines need an environment without candidate slots (candidates=None)")
-    recent = np.concatenate([session.hist_items[:, -session.history_len:], obs["blocked"].astype(np.int64)], axis=1)
+    recent = np.concatenate([face.window_items(), obs["blocked"].astype(np.int64)], axis=1)
     out = scores.copy()
     rows = np.repeat(np.arange(len(out)), recent.shape[1])
     flat = recent.ravel()
@@ -58,9 +58,8 @@ class GreedyMFPolicy:
         self.mf, self.reg = mf, reg
 
     def act(self, obs: dict[str, np.ndarray], venv: BatchedRecEnv) -> np.ndarray:
-        session, mf = venv.session, self.mf
-        w = session.history_len
-        items = session.hist_items[:, -w:]
+        mf = self.mf
+        items = venv.face.window_items()
         fb = np.asarray(obs["feedback"], dtype=np.float64)  # aligned with the window, oldest first
         mask = (items >= 0).astype(np.float64)
         x = mf.item_factors[np.maximum(items, 0)] * mask[..., None]  # (B, W, d)

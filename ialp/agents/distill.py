@@ -45,20 +45,20 @@ def simulate_log(model: UserModel, env_kwargs: dict[str, Any], max_steps: int, n
     venv = BatchedRecEnv(model, n_users, max_episode_steps=max_steps, **env_kwargs)
     venv.seed(seed)
     venv.reset()
-    session = venv.session
+    face = venv.face
     rng = np.random.default_rng(seed)
-    features = model.user_features(session.user_state).copy()
+    features = model.user_features(face.user_state()).copy()
     active = np.ones(n_users, dtype=bool)
     users, items, feedback, times = [], [], [], []
-    states: dict[str, list[np.ndarray]] = {k: [] for k in session.user_state}
+    states: dict[str, list[np.ndarray]] = {}
     t = 0
     while active.any():
         rows = np.flatnonzero(active)
-        for k, v in session.user_state.items():
-            states[k].append(v[rows].copy())
-        _, rewards, dones, _ = venv.step(rng.integers(0, venv.action_space.n, n_users))  # type: ignore[attr-defined]
+        for k, v in face.user_state(rows).items():  # the ground truth before the step, for the oracle
+            states.setdefault(k, []).append(v)
+        _, rewards, dones, infos = venv.step(rng.integers(0, venv.action_space.n, n_users))  # type: ignore[attr-defined]
         users.append(rows)
-        items.append(session.last_items[rows].copy())
+        items.append(np.array([infos[i]["item"] for i in rows.tolist()], dtype=np.int64))
         feedback.append(rewards[rows])
         times.append(np.full(len(rows), t))
         active &= ~dones

@@ -4,7 +4,7 @@ from typing import Any
 
 from ialp.envs.rec_env import RecEnv
 from ialp.envs.registration import ENVIRONMENTS, build_parts, make_batched, make_env, make_vector, register_envs
-from ialp.envs.session import CandidateProvider, RandomCandidates, SessionBatch
+from ialp.envs.session import CandidateProvider, RandomCandidates, SessionBatch, SessionFace
 
 
 def __getattr__(name: str) -> Any:
@@ -22,6 +22,7 @@ __all__ = [
     "RandomCandidates",
     "RecEnv",
     "SessionBatch",
+    "SessionFace",
     "build_parts",
     "make_batched",
     "make_env",

@@ -10,7 +10,7 @@ import numpy as np
 from gymnasium import spaces
 
 from ialp.envs.render import session_picture
-from ialp.envs.session import CandidateProvider, RepeatMode, SessionBatch
+from ialp.envs.session import CandidateProvider, RepeatMode, SessionBatch, SessionFace
 from ialp.simulators.base import UserModel
 from ialp.simulators.leave import LeaveRule
 
@@ -99,6 +99,11 @@ class RecEnv(gym.Env[ObsType, np.int64]):
     def action_masks(self) -> np.ndarray:
         """Valid actions (all, unless ``repeat="forbid"`` rules out seen items); for maskable agents."""
         return self.session.action_masks()[0]
+
+    @property
+    def face(self) -> SessionFace:
+        """Read-only views of the session for code that needs more than ``info`` (see ``SessionFace``)."""
+        return SessionFace(self.session)
 
     @property
     def history(self) -> np.ndarray:

@@ -17,7 +17,7 @@ from stable_baselines3.common.vec_env.base_vec_env import (
 )
 
 from ialp.envs.render import session_picture
-from ialp.envs.session import CandidateProvider, RepeatMode, SessionBatch
+from ialp.envs.session import CandidateProvider, RepeatMode, SessionBatch, SessionFace
 from ialp.simulators.base import UserModel
 from ialp.simulators.leave import LeaveRule
 
@@ -92,6 +92,11 @@ class BatchedRecEnv(VecEnv):
             session.begin(done_rows)
         obs = session.observation()
         return obs, reward.astype(np.float32), dones, infos
+
+    @property
+    def face(self) -> SessionFace:
+        """Read-only views of the sessions for code that needs more than ``infos`` (see ``SessionFace``)."""
+        return SessionFace(self.session)
 
     @property
     def item_embeddings(self) -> np.ndarray:

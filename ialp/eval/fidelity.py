@@ -390,12 +390,12 @@ class _ScorePolicy:
         self.shown: np.ndarray | None = None
 
     def act(self, obs: dict[str, np.ndarray], venv: Any) -> np.ndarray:
-        session = venv.session
+        face = venv.face
         if self.shown is None:
-            self.shown = np.zeros((session.n, session.model.n_items), dtype=bool)
-        self.shown[session.t == 0] = False
-        actions = np.where(self.shown, -np.inf, self.score(session.user_state["user"])).argmax(axis=1)
-        self.shown[np.arange(session.n), actions] = True
+            self.shown = np.zeros((face.num_users, venv.model.n_items), dtype=bool)
+        self.shown[face.steps() == 0] = False
+        actions = np.where(self.shown, -np.inf, self.score(face.user_state()["user"])).argmax(axis=1)
+        self.shown[np.arange(face.num_users), actions] = True
         return actions
 
 

@@ -51,12 +51,13 @@ class OraclePolicy:
     """
 
     def act(self, obs: dict[str, np.ndarray], venv: BatchedRecEnv) -> np.ndarray:
-        session = venv.session
-        scores = session.model.expected_rewards(session.user_state)
-        if session.consumed.shape[1]:
-            scores = np.where(session.consumed, -np.inf, scores)
-        if session.candidates is not None:
-            return np.argmax(np.take_along_axis(scores, session.cand_items, axis=1), axis=1)
+        face = venv.face
+        scores = face.expected_rewards()
+        consumed, candidates = face.consumed(), face.candidate_items()
+        if consumed is not None:
+            scores = np.where(consumed, -np.inf, scores)
+        if candidates is not None:
+            return np.argmax(np.take_along_axis(scores, candidates, axis=1), axis=1)
         return np.argmax(scores, axis=1)
 
 

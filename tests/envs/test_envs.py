@@ -113,3 +113,20 @@ def test_every_env_documents_its_user_model_and_leave_rule(env_id: str) -> None:
     cls = getattr(__import__(module, fromlist=[name]), name)
     assert all(section in cls.__doc__ for section in SECTIONS), env_id
     assert "leave" in cls.__doc__.split("## Episode End")[1].lower()
+
+
+def test_batched_infos_and_the_read_only_face() -> None:
+    venv = make_batched("ialp/Synthetic-v0", num_envs=3, seed=0, n_items=20, repeat="penalize", warm_start=2,
+                        leave=False)
+    venv.reset()
+    _, _, _, infos = venv.step(np.array([4, 5, 4]))
+    _, _, _, infos = venv.step(np.array([4, 6, 7]))
+    assert [i["item"] for i in infos] == [4, 6, 7]
+    assert [i["repeat"] for i in infos] == [True, False, False]
+    lo, hi = venv.face.reward_range
+    assert all(lo <= i["expected_reward"] <= hi for i in infos)
+    window = venv.face.window_items()
+    assert window[:, -1].tolist() == [4, 6, 7]
+    window[:] = -1  # a copy: the session is unchanged
+    assert venv.face.window_items()[:, -1].tolist() == [4, 6, 7]
+    assert venv.face.consumed()[0, 4] and not venv.face.consumed()[1, 4]  # type: ignore[index]
