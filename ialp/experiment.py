@@ -24,10 +24,12 @@ from typing import Any
 
 import numpy as np
 import yaml
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from tqdm import tqdm
 
 from ialp.agents.common import EpisodeLog, EpisodeTracker, RecorderCallback, World, log_interval, sb3_model
 from ialp.config import ExperimentConfig, load_config
+from ialp.envs.vector import BatchedRecEnv
 from ialp.eval import (
     CURVE_FIELDS,
     RESULT_FIELDS,
@@ -166,7 +168,7 @@ class Pipeline:
             self.skipped.append(f"reward:{variant}")
             return RewardModel.load(path)
         world, rc = self.world, self.cfg.reward
-        dim = state_features({k: v[:1] for k, v in world.offline_env(1, 0).reset().items()},  # type: ignore[union-attr]
+        dim = state_features({k: v[:1] for k, v in world.offline_env(1, 0).reset().items()},
                              world.log.feedback_range).shape[1]
 
         def fresh() -> RewardModel:
@@ -283,12 +285,12 @@ class Pipeline:
         return result
 
     # ----------------------------------------------------------------------------------------- helpers
-    def online_env(self, seed: int, setting: str) -> Any:
+    def online_env(self, seed: int, setting: str) -> BatchedRecEnv:
         """The online-adaptation users' batched environment of one seed."""
         cfg = self.cfg
         return self.world.online_env(cfg.agent.num_envs, cfg.online.seed_offset + 10_000 * seed, setting)
 
-    def pretrained(self, variant: str, seed: int, setting: str) -> Any:
+    def pretrained(self, variant: str, seed: int, setting: str) -> OnPolicyAlgorithm:
         """The pretrained SB3 model of ``variant`` (pretraining it first if needed)."""
         from ialp.agents.ialp import load
 
@@ -384,7 +386,7 @@ def _scratch(algo: str) -> Callable[[Pipeline, int, str], Online]:
         venv = pipe.online_env(seed, setting)
         model = sb3_model(algo, VecMonitor(venv), cfg.agent, seed, str(pipe.out / "tb"))
         recorder = RecorderCallback(venv)
-        every = 4 if algo == "dqn" else log_interval(steps, venv.num_envs, model.n_steps)
+        every = log_interval(steps, venv.num_envs, model.n_steps) if isinstance(model, OnPolicyAlgorithm) else 4
         model.learn(steps, callback=recorder, tb_log_name=f"{algo}-scratch_{setting}_s{seed}", log_interval=every)
         return SB3Policy(model), recorder.log
 
@@ -400,6 +402,7 @@ def _bc(pipe: Pipeline, seed: int, setting: str) -> Online:
     states = sample_states(world.log, min(len(world.log), 20_000), w, np.random.default_rng(seed), min_history=0)
     weights = (states.next_feedback >= np.median(states.next_feedback)).astype(np.float64)
     model = sb3_model(pipe.cfg.agent.algo, pipe.online_env(seed, setting), pipe.cfg.agent, seed, None)
+    assert isinstance(model, OnPolicyAlgorithm)  # agent.algo is a2c or ppo
     behaviour_cloning(model, states.observations(world), states.next_items, weights, seed=seed)
     return SB3Policy(model), None
 
@@ -450,9 +453,9 @@ def _adaptive(variant: str) -> Callable[[Pipeline, int, str], Online]:
                                  ent_coef=a.ent_coef, seed=seed, floor=o.ap_floor, init_weight=o.ap_init_weight,
                                  gate_lr=o.ap_gate_lr, tensorboard_log=str(pipe.out / "tb"), gae_lambda=a.gae_lambda,
                                  **extra)
-        model, episodes = finetune(model, venv, o.total_timesteps, tb_name=f"{name}_{setting}_s{seed}")
-        model.save(str(pipe.out / "runs" / f"{name}_{setting}_s{seed}.zip"))
-        return SB3Policy(model), episodes
+        trained, episodes = finetune(model, venv, o.total_timesteps, tb_name=f"{name}_{setting}_s{seed}")
+        trained.save(str(pipe.out / "runs" / f"{name}_{setting}_s{seed}.zip"))
+        return SB3Policy(trained), episodes
 
     return run
 
@@ -502,7 +505,7 @@ def load_experiment(path: str | Path | None = None, overrides: Iterable[str] = (
     return cfg
 
 
-def _rollout(policy: Policy, venv: Any, total_timesteps: int) -> EpisodeLog:
+def _rollout(policy: Policy, venv: BatchedRecEnv, total_timesteps: int) -> EpisodeLog:
     """Episodes of a fixed policy acting online (no learning), for reference curves."""
     obs = venv.reset()
     tracker = EpisodeTracker(venv.num_envs, venv.model.n_items)

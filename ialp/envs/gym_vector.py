@@ -46,7 +46,7 @@ class RecVectorEnv(VectorEnv):
         if seed is not None:
             self.venv.seed(seed)
         obs = self.venv.reset()
-        return obs, {}  # type: ignore[return-value]
+        return obs, {}
 
     def step(self, actions: Any) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """One item to every user; see the class docstring for ``infos``."""
@@ -58,7 +58,7 @@ class RecVectorEnv(VectorEnv):
             for row in np.flatnonzero(dones):
                 final[row] = step_infos[row]["terminal_observation"]
             infos["final_obs"], infos["_final_obs"] = final, dones.copy()
-        return obs, rewards, dones & ~truncated, truncated, infos  # type: ignore[return-value]
+        return obs, rewards, dones & ~truncated, truncated, infos
 
     def render(self) -> tuple[np.ndarray, ...] | None:
         """One picture per user with ``render_mode="rgb_array"`` (see ``ialp.envs.render``)."""

@@ -12,8 +12,6 @@ from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env.base_vec_env import (
     VecEnv,
     VecEnvIndices,
-    VecEnvObs,
-    VecEnvStepReturn,
 )
 
 from ialp.envs.render import session_picture
@@ -54,7 +52,7 @@ class BatchedRecEnv(VecEnv):
         self._actions = np.zeros(num_envs, dtype=np.int64)
         self._all = np.arange(num_envs)
 
-    def reset(self) -> VecEnvObs:
+    def reset(self) -> dict[str, np.ndarray]:
         roots = [seeding.np_random(s)[0].integers(0, 2**63, dtype=np.int64) for s in self._seeds]
         self.session.roots[:] = np.asarray(roots, dtype=np.int64).astype(np.uint64)
         self.session.episode[:] = 0
@@ -66,7 +64,12 @@ class BatchedRecEnv(VecEnv):
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = np.asarray(actions, dtype=np.int64).reshape(self.num_envs)
 
-    def step_wait(self) -> VecEnvStepReturn:
+    def step(self, actions: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list[dict[str, Any]]]:
+        """Show one item to every user: (observations, rewards, dones, infos), as ``VecEnv.step``."""
+        self.step_async(actions)
+        return self.step_wait()
+
+    def step_wait(self) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list[dict[str, Any]]]:
         session = self.session
         reward, terminated, step_info = session.step(self._actions)
         if self.max_episode_steps is not None:
