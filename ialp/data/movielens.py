@@ -270,25 +270,25 @@ def _load_100k(folder: Path) -> LoggedData:
         (1.0, 5.0),
         [],
     )
-    user_path = folder / "u.user"
-    if not user_path.is_file():
-        return data
-    table = _io.read_headerless(
-        user_path,
-        sep="|",
-        names=("user id", "age", "gender", "occupation", "zip code"),
-        encoding="latin-1",
-        text_columns=("gender", "occupation", "zip code"),
-    )
     occupations: list[str] | None = None
     occ_path = folder / "u.occupation"
-    if occ_path.is_file():
+    if (folder / "u.user").is_file() and occ_path.is_file():
         occ = _io.read_headerless(
             occ_path, sep="|", names=("occupation",), encoding="latin-1", text_columns=("occupation",)
         )
         occupations = [o.strip() for o in _text_column(occ, "occupation")]
-    features = _user_features(table, user_ids, ratings.path, occupations, age_scale=100.0)
-    return _with_features(data, features)
+    return _with_user_file(data, user_ids, ratings.path, folder / "u.user", "|",
+                           ("user id", "age", "gender", "occupation", "zip code"), occupations, age_scale=100.0)
+
+
+def _with_user_file(data: LoggedData, user_ids: np.ndarray, ratings_path: str, path: Path, sep: str,
+                    names: tuple[str, ...], occupations: list[str] | None, *, age_scale: float) -> LoggedData:
+    """``data`` with the user features of the optional user file ``path`` (``data`` itself when there is none)."""
+    if not path.is_file():
+        return data
+    table = _io.read_headerless(path, sep=sep, names=names, encoding="latin-1",
+                                text_columns=("gender", "occupation", "zip code"))
+    return _with_features(data, _user_features(table, user_ids, ratings_path, occupations, age_scale=age_scale))
 
 
 def _user_features(
@@ -369,16 +369,6 @@ def _load_1m(folder: Path) -> LoggedData:
     data, user_ids = _finish(
         folder, folder.name or "ml-1m", ratings, movies, catalog, users, items, values, times, (1.0, 5.0), []
     )
-    users_path = folder / "users.dat"
-    if not users_path.is_file():
-        return data
-    table = _io.read_headerless(
-        users_path,
-        sep="::",
-        names=("user id", "gender", "age", "occupation", "zip code"),
-        encoding="latin-1",
-        text_columns=("gender", "occupation", "zip code"),
-    )
-    vocab = [str(i) for i in range(_ML1M_OCCUPATIONS)]
-    features = _user_features(table, user_ids, ratings.path, vocab, age_scale=56.0)
-    return _with_features(data, features)
+    return _with_user_file(data, user_ids, ratings.path, folder / "users.dat", "::",
+                           ("user id", "gender", "age", "occupation", "zip code"),
+                           [str(i) for i in range(_ML1M_OCCUPATIONS)], age_scale=56.0)
