@@ -117,8 +117,8 @@ class CriticWarmup(BaseCallback):
         self._frozen = []
 
 
-def finetune(model: Any, venv: BatchedRecEnv, total_timesteps: int, tb_name: str = "a-ialp-ft",
-             progress: bool = False, critic_warmup: int = 0) -> tuple[Any, EpisodeLog]:
+def finetune(model: OnPolicyAlgorithm, venv: BatchedRecEnv, total_timesteps: int, tb_name: str = "a-ialp-ft",
+             progress: bool = False, critic_warmup: int = 0) -> tuple[OnPolicyAlgorithm, EpisodeLog]:
     """``ft``: continue training ``model`` (an SB3 actor-critic) online in ``venv``; returns it and its episodes.
 
     ``critic_warmup``: environment steps during which only the critic trains (:class:`CriticWarmup`); they count

@@ -35,6 +35,7 @@ from ialp.candidates.sequential import (
     training_windows,
 )
 from ialp.data import ItemCatalog, LoggedData
+from ialp.storage import is_current, mark_current
 
 __all__ = ["CandidateGenerator", "FitResult", "PeakMemory", "TopOnePolicy", "build_taps", "fit_or_load",
            "fit_recommender"]
@@ -395,16 +396,14 @@ def fit_or_load(cfg: CandidatesConfig, data: LoggedData, folder: str | os.PathLi
     ``metrics.json`` (its test HR@10/NDCG@10 and efficiency figures) and ``config.json``.
     """
     out = None if folder is None else Path(folder)
-    if out is not None:
-        path, marker = out / "generator.pt", out / "generator.pt.key"
-        if path.exists() and marker.exists() and marker.read_text() == key:
-            return CandidateGenerator.load(path)
+    if out is not None and is_current(out / "generator.pt", key):
+        return CandidateGenerator.load(out / "generator.pt")
     gen = CandidateGenerator(config=cfg).fit(data, encoders=encoders)
     if out is not None:
         gen.save(out / "generator.pt")
         (out / "metrics.json").write_text(json.dumps(gen.metrics, indent=2))
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-        (out / "generator.pt.key").write_text(key)
+        mark_current(out / "generator.pt", key)
     return gen
 
 

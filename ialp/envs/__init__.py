@@ -3,8 +3,8 @@
 from typing import Any
 
 from ialp.envs.rec_env import RecEnv
-from ialp.envs.registration import BUILDERS, make_batched, make_env, register_envs
-from ialp.envs.session import CandidateProvider, RandomCandidates, SessionBatch
+from ialp.envs.registration import ENVIRONMENTS, build_parts, make_batched, make_env, make_vector, register_envs
+from ialp.envs.session import CandidateProvider, RandomCandidates, SessionBatch, SessionFace
 
 
 def __getattr__(name: str) -> Any:
@@ -16,13 +16,16 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "BUILDERS",
+    "ENVIRONMENTS",
     "BatchedRecEnv",
     "CandidateProvider",
     "RandomCandidates",
     "RecEnv",
     "SessionBatch",
+    "SessionFace",
+    "build_parts",
     "make_batched",
     "make_env",
+    "make_vector",
     "register_envs",
 ]
