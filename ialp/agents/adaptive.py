@@ -72,9 +72,11 @@ from torch.nn import functional as F
 
 from ialp.agents.common import EpisodeLog, RecorderCallback, log_interval
 from ialp.agents.policy import FastCategorical
+from ialp.config import AP_INITS, ApInit
 from ialp.envs.vector import BatchedRecEnv
 
 INIT_WEIGHT, FLOOR, GATE_LR, RATIO_CLIP = 0.5, 0.05, 0.05, 1.0
+
 
 
 class CriticWarmup(BaseCallback):
@@ -331,7 +333,7 @@ ALGOS: dict[str, type[AdaptiveA2C] | type[AdaptivePPO]] = {"a2c": AdaptiveA2C, "
 
 def adaptive_mixture(pretrained: OnPolicyAlgorithm, env: VecEnv, algo: str, *, learning_rate: float | Schedule,
                      n_steps: int, gamma: float, ent_coef: float, seed: int | None, floor: float = FLOOR,
-                     init_weight: float = INIT_WEIGHT, gate_lr: float = GATE_LR, init: str = "fresh",
+                     init_weight: float = INIT_WEIGHT, gate_lr: float = GATE_LR, init: ApInit = "fresh",
                      tensorboard_log: str | None = None, **algo_kwargs: Any) -> AdaptiveA2C | AdaptivePPO:
     """``ap``: an SB3 model whose ``learn`` is the online phase and whose ``predict`` acts with the mixture.
 
@@ -352,8 +354,8 @@ def adaptive_mixture(pretrained: OnPolicyAlgorithm, env: VecEnv, algo: str, *, l
     """
     if algo not in ALGOS:
         raise ValueError(f"algo must be one of {sorted(ALGOS)}, got {algo!r}")
-    if init not in ("fresh", "pretrained"):
-        raise ValueError(f"init must be 'fresh' or 'pretrained', got {init!r}")
+    if init not in AP_INITS:
+        raise ValueError(f"init must be one of {AP_INITS}, got {init!r}")
     if not isinstance(pretrained.policy, ActorCriticPolicy) or isinstance(pretrained.policy, MixturePolicy):
         raise TypeError(f"pretrained must be an actor-critic model, got a {type(pretrained.policy).__name__}")
     if pretrained.observation_space != env.observation_space or pretrained.action_space != env.action_space:
