@@ -31,8 +31,8 @@ from ialp.rewards.model import Loss
 from ialp.schema import STRICT, ConfigError, load
 from ialp.simulators.leave import make_leave_rule
 
-__all__ = ["ALGOS", "AP_INITS", "EVAL_MODES", "ApInit", "AgentConfig", "ConfigError", "DistillConfig", "EnvConfig", "EvalConfig",
-           "ExperimentConfig", "OfflineRLConfig", "OnlineConfig", "PretrainConfig", "RewardConfig", "load_config"]
+__all__ = ["ALGOS", "AP_INITS", "EVAL_MODES", "AgentConfig", "ApInit", "ConfigError", "DistillConfig", "EnvConfig",
+           "EvalConfig", "ExperimentConfig", "OfflineRLConfig", "OnlineConfig", "PretrainConfig", "RewardConfig", "load_config"]
 
 #: Actor-critic algorithms of the pretrained and online learners (``ialp.agents``).
 Algo = Literal["a2c", "ppo"]
