@@ -32,7 +32,8 @@ from ialp.schema import STRICT, ConfigError, load
 from ialp.simulators.leave import make_leave_rule
 
 __all__ = ["ALGOS", "AP_INITS", "EVAL_MODES", "AgentConfig", "ApInit", "ConfigError", "DistillConfig", "EnvConfig",
-           "EvalConfig", "ExperimentConfig", "OfflineRLConfig", "OnlineConfig", "PretrainConfig", "RewardConfig", "load_config"]
+           "EvalConfig", "ExperimentConfig", "OfflineRLConfig", "OnlineConfig", "PretrainConfig", "RewardConfig",
+           "load_config"]
 
 #: Actor-critic algorithms of the pretrained and online learners (``ialp.agents``).
 Algo = Literal["a2c", "ppo"]
