@@ -163,6 +163,7 @@ def bench_train(seconds: float = 5.0, batch_sizes: Sequence[int] = TRAIN_BATCHES
     from ialp.agents.common import sb3_model
     from ialp.config import AgentConfig
     from ialp.envs import make_batched
+    from ialp.schema import parse
 
     targets: list[tuple[str, dict[str, Any]]] = [("ialp/Synthetic-v0", {"n_items": n_items, "warm_start": 5})]
     data_dir = data_dir or os.environ.get("IALP_DATA_DIR")
@@ -174,7 +175,7 @@ def bench_train(seconds: float = 5.0, batch_sizes: Sequence[int] = TRAIN_BATCHES
         for algo in algos:
             for b in batch_sizes:
                 venv = make_batched(env_id, num_envs=b, seed=seed, **kwargs)
-                model = sb3_model(algo, VecMonitor(venv), AgentConfig(algo=algo), seed)
+                model = sb3_model(algo, VecMonitor(venv), parse(AgentConfig, {"algo": algo}, "agent"), seed)
                 rows.append({"env": env_id, "algo": algo, "actions": int(venv.action_space.n),  # type: ignore[attr-defined]
                              "num_envs": b, "steps_per_s": _time_training(model, seconds),
                              "threads": torch.get_num_threads()})

@@ -6,9 +6,8 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
 
-from ialp.llm.base import LLMError
+from ialp.llm.base import LLMConfig, LLMError
 
 
 def _cmd_envs(args: argparse.Namespace) -> int:
@@ -56,16 +55,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _llm_config(args: argparse.Namespace) -> Any:
+def _llm_config(args: argparse.Namespace) -> LLMConfig:
     from ialp.llm.quality import load_llm_config
 
     return load_llm_config(args.config, args.set, args.backend)
 
 
 def _cmd_llm_eval(args: argparse.Namespace) -> int:
+    from ialp.llm.preferences import MODES
     from ialp.llm.quality import evaluate_preferences, format_report
+    from ialp.schema import ConfigError
 
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise ConfigError(f"--modes: got {args.modes!r}; allowed: a comma-separated subset of {MODES}")
     result = evaluate_preferences(args.data_dir, _llm_config(args), k=args.k, n_users=args.users, seed=args.seed,
                                   modes=modes, window=args.window, progress=not args.no_progress)
     print(json.dumps(result) if args.json else format_report(result))

@@ -9,23 +9,49 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
+from collections.abc import Iterable
+from dataclasses import field
+from typing import Annotated, Any, Literal, get_args
 
-import yaml
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
 
-if TYPE_CHECKING:
-    from ialp.candidates.config import CandidatesConfig
+from ialp.candidates.config import CandidatesConfig
+from ialp.envs.registration import ENVIRONMENTS, SETTINGS
+from ialp.llm.base import LLMConfig
+from ialp.llm.preferences import Mode
+from ialp.rewards.model import Loss
+from ialp.schema import STRICT, ConfigError, load
+from ialp.simulators.leave import make_leave_rule
 
-T = TypeVar("T")
+__all__ = ["ALGOS", "AP_INITS", "EVAL_MODES", "AgentConfig", "ApInit", "ConfigError", "DistillConfig", "EnvConfig",
+           "EvalConfig", "ExperimentConfig", "OfflineRLConfig", "OnlineConfig", "PretrainConfig", "RewardConfig",
+           "load_config"]
+
+#: Actor-critic algorithms of the pretrained and online learners (``ialp.agents``).
+Algo = Literal["a2c", "ppo"]
+ALGOS: tuple[str, ...] = get_args(Algo)
+#: How actor-critic policies act in evaluation: ``sample`` their actions or take the ``argmax``.
+EvalMode = Literal["sample", "argmax"]
+EVAL_MODES: tuple[str, ...] = get_args(EvalMode)
+
+#: How A-iALP ``ap``'s learner starts: ``fresh`` (a compromised pretrained policy cannot leak into it) or
+#: ``pretrained`` (a copy of the pretrained actor-critic: as fast as ``ft`` when the pretrained policy is good).
+ApInit = Literal["fresh", "pretrained"]
+AP_INITS: tuple[str, ...] = get_args(ApInit)
+
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
-class ConfigError(ValueError):
-    """An invalid configuration: names the field, the value and what is allowed."""
-
-
-@dataclass
+@dataclass(config=STRICT)
 class EnvConfig:
     """Which environment, with which ``gym.make`` arguments.
 
@@ -42,29 +68,43 @@ class EnvConfig:
 
     id: str = "ialp/Synthetic-v0"
     kwargs: dict[str, Any] = field(default_factory=dict)
-    online_fraction: float = 0.2
-    eval_fraction: float = 0.2
+    online_fraction: Fraction = 0.2
+    eval_fraction: Fraction = 0.2
     split_seed: int = 0
 
+    @field_validator("id")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in ENVIRONMENTS:
+            raise ValueError(f"{value!r} is not an ialp environment; known: {sorted(ENVIRONMENTS)}")
+        return value
 
-@dataclass
+    @model_validator(mode="after")
+    def _pools(self) -> EnvConfig:
+        if self.online_fraction + self.eval_fraction >= 1.0:
+            raise ValueError(f"online_fraction + eval_fraction must leave training users, got "
+                             f"{self.online_fraction} + {self.eval_fraction}")
+        return self
+
+
+@dataclass(config=STRICT)
 class AgentConfig:
     """Actor-critic (stable-baselines3) hyperparameters shared by pretraining and online learners."""
 
-    algo: str = "a2c"
-    num_envs: int = 16
-    n_steps: int = 8
-    learning_rate: float = 1e-3
-    net_arch: list[int] = field(default_factory=lambda: [64])
-    ent_coef: float = 0.01
-    gamma: float = 0.9
-    gae_lambda: float = 1.0
-    score_dim: int = 32
-    batch_size: int = 256
-    n_epochs: int = 4
+    algo: Algo = "a2c"
+    num_envs: PositiveInt = 16
+    n_steps: PositiveInt = 8
+    learning_rate: PositiveFloat = 1e-3
+    net_arch: list[PositiveInt] = field(default_factory=lambda: [64])
+    ent_coef: NonNegativeFloat = 0.01
+    gamma: Probability = 0.9
+    gae_lambda: Probability = 1.0
+    score_dim: PositiveInt = 32
+    batch_size: PositiveInt = 256
+    n_epochs: PositiveInt = 4
 
 
-@dataclass
+@dataclass(config=STRICT)
 class DistillConfig:
     """LLM preference distillation from the training users' logs.
 
@@ -81,31 +121,31 @@ class DistillConfig:
         seed: Seed of the sampled states and candidates.
     """
 
-    queries: int = 150
-    k: int = 5
-    window: int = 10
-    mode: str = "choice"
-    positive_fraction: float = 0.5
-    log_users: int = 1500
+    queries: PositiveInt = 150
+    k: Annotated[int, Field(ge=2)] = 5
+    window: PositiveInt = 10
+    mode: Mode = "choice"
+    positive_fraction: Probability = 0.5
+    log_users: PositiveInt = 1500
     log_seed_offset: int = 5_000_000
     invert: bool = False
     seed: int = 0
 
 
-@dataclass
+@dataclass(config=STRICT)
 class RewardConfig:
     """The reward model fitted to the preferences (``ialp.rewards.RewardModel``)."""
 
-    loss: str = "listwise"
-    hidden: int = 64
-    epochs: int = 300
-    learning_rate: float = 3e-3
-    weight_decay: float = 1e-3
-    holdout: float = 0.2
+    loss: Loss = "listwise"
+    hidden: PositiveInt = 64
+    epochs: PositiveInt = 300
+    learning_rate: PositiveFloat = 3e-3
+    weight_decay: NonNegativeFloat = 1e-3
+    holdout: Fraction = 0.2
     seed: int = 0
 
 
-@dataclass
+@dataclass(config=STRICT)
 class PretrainConfig:
     """Offline iALP pretraining on the logged-data simulator with the learned reward.
 
@@ -116,11 +156,18 @@ class PretrainConfig:
             item; an exit rule that ends sessions on repetitive content (DORL's remedy) teaches variety offline.
     """
 
-    total_timesteps: int = 30_000
+    total_timesteps: PositiveInt = 30_000
     leave_rules: list[dict[str, Any]] = field(default_factory=list)
 
+    @field_validator("leave_rules")
+    @classmethod
+    def _rules(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for rule in value:
+            make_leave_rule(rule)  # raises ValueError naming the rule and what is allowed
+        return value
 
-@dataclass
+
+@dataclass(config=STRICT)
 class OnlineConfig:
     """Online phase with the online-adaptation users (A-iALP, agents from scratch, bandits).
 
@@ -130,23 +177,33 @@ class OnlineConfig:
         ap_floor: ``ap``: the mixture weight of each policy stays in ``[floor, 1 - floor]``.
         ap_init_weight: ``ap``: initial weight of the frozen pretrained policy in the mixture.
         ap_gate_lr: ``ap``: learning rate of the mixture weight's logit.
-        critic_warmup: ``ft``: online steps (of ``total_timesteps``) in which only the critic trains, so that the
-            pretrained critic learns the online returns' scale before its advantages move the actor.
+        ap_init: ``ap``: the learner starts ``fresh`` (guards against a compromised pretrained policy: the weight
+            leaves it) or as a copy of the ``pretrained`` policy (learns as fast as ``ft`` from a good one).
+        critic_warmup: ``ft``: the fraction of ``total_timesteps`` (the first online steps) in which only the critic
+            trains, so that the pretrained critic learns the online returns' scale before its advantages move the
+            actor.
         epsilon: ``eps-greedy`` exploration rate.
         ucb_c: ``ucb`` exploration bonus scale.
     """
 
-    total_timesteps: int = 20_000
+    total_timesteps: PositiveInt = 20_000
     seed_offset: int = 2_000_000
-    ap_floor: float = 0.05
-    ap_init_weight: float = 0.5
-    ap_gate_lr: float = 0.05
-    critic_warmup: int = 0
-    epsilon: float = 0.1
-    ucb_c: float = 0.5
+    ap_floor: Annotated[float, Field(ge=0.0, lt=0.5)] = 0.05
+    ap_init_weight: Probability = 0.5
+    ap_gate_lr: NonNegativeFloat = 0.05
+    ap_init: ApInit = "fresh"
+    critic_warmup: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    epsilon: Probability = 0.1
+    ucb_c: NonNegativeFloat = 0.5
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OnlineConfig:
+        if not self.ap_floor <= self.ap_init_weight <= 1.0 - self.ap_floor:
+            raise ValueError(f"ap_init_weight must be in [ap_floor, 1 - ap_floor], got {self.ap_init_weight}")
+        return self
 
 
-@dataclass
+@dataclass(config=STRICT)
 class OfflineRLConfig:
     """Offline RL baselines (``cql``, ``bcq``: d3rlpy) trained on the training users' logged transitions.
 
@@ -168,19 +225,19 @@ class OfflineRLConfig:
         max_transitions: Cap on the logged transitions used.
     """
 
-    steps: int = 5000
-    hidden: list[int] = field(default_factory=lambda: [64, 64])
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    gamma: float = 0.9
-    target_update_interval: int = 200
-    alpha: float = 0.1
-    action_flexibility: float = 0.3
-    beta: float = 0.5
-    max_transitions: int = 20_000
+    steps: PositiveInt = 5000
+    hidden: list[PositiveInt] = field(default_factory=lambda: [64, 64])
+    batch_size: PositiveInt = 256
+    learning_rate: PositiveFloat = 1e-3
+    gamma: Probability = 0.9
+    target_update_interval: PositiveInt = 200
+    alpha: NonNegativeFloat = 0.1
+    action_flexibility: Probability = 0.3
+    beta: NonNegativeFloat = 0.5
+    max_transitions: PositiveInt = 20_000
 
 
-@dataclass
+@dataclass(config=STRICT)
 class EvalConfig:
     """Evaluation sessions with the evaluation users, and the training seeds.
 
@@ -188,24 +245,25 @@ class EvalConfig:
     collectors evaluate them; the headline) and ``argmax``; other policies act the same in both.
     """
 
-    users: int = 500
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    users: PositiveInt = 500
+    seeds: Annotated[list[int], Field(min_length=1)] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     user_seed_offset: int = 1_000_000
-    modes: list[str] = field(default_factory=lambda: ["sample", "argmax"])
+    modes: Annotated[list[EvalMode], Field(min_length=1)] = field(default_factory=lambda: ["sample", "argmax"])
 
 
-@dataclass
+@dataclass(config=STRICT)
 class ExperimentConfig:
     """Everything a run needs; a run is determined by this and nothing else.
 
-    ``candidates`` is the fields of :class:`ialp.candidates.CandidatesConfig` (e.g. ``{model: sidesan,
-    modalities: [text], k: 50}``): a candidate generator trained on the training users' log proposes K items
-    per step to both environments (``Discrete(K)`` actions). Empty (the default): no generator.
+    ``candidates`` (:class:`ialp.candidates.CandidatesConfig`, e.g. ``{model: sidesan, modalities: [text], k: 50}``):
+    a candidate generator trained on the training users' log proposes K items per step to both environments
+    (``Discrete(K)`` actions). None or empty (the default): no generator. ``methods`` are checked against the
+    method registry by :func:`ialp.experiment.load_experiment`.
     """
 
     name: str = "experiment"
     env: EnvConfig = field(default_factory=EnvConfig)
-    llm: dict[str, Any] = field(default_factory=lambda: {"backend": "llamacpp"})
+    llm: LLMConfig = field(default_factory=LLMConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
@@ -213,143 +271,35 @@ class ExperimentConfig:
     online: OnlineConfig = field(default_factory=OnlineConfig)
     offline: OfflineRLConfig = field(default_factory=OfflineRLConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    settings: list[str] = field(default_factory=lambda: ["free"])
-    methods: list[str] = field(default_factory=lambda: ["random", "oracle-greedy", "a2c-scratch", "ialp",
-                                                        "a-ialp-ft", "a-ialp-ap"])
-    candidates: dict[str, Any] = field(default_factory=dict)
+    settings: Annotated[list[str], Field(min_length=1)] = field(default_factory=lambda: ["free"])
+    methods: Annotated[list[str], Field(min_length=1)] = field(
+        default_factory=lambda: ["random", "oracle-greedy", "a2c-scratch", "ialp", "a-ialp-ft", "a-ialp-ap"])
+    candidates: CandidatesConfig | None = None
+
+    @field_validator("candidates", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == {} else value
+
+    @field_validator("settings")
+    @classmethod
+    def _settings(cls, value: list[str]) -> list[str]:
+        bad = [s for s in value if s not in SETTINGS]
+        if bad:
+            raise ValueError(f"{bad} not among {tuple(SETTINGS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_candidate_source(self) -> ExperimentConfig:
+        if self.candidates is not None and "candidates" in self.env.kwargs:
+            raise ValueError("env.kwargs.candidates and the candidates section are both set; keep one")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, as written to ``config.yaml``."""
         return dataclasses.asdict(self)
 
-    def candidates_config(self) -> CandidatesConfig | None:
-        """The validated ``candidates`` section, or None when there is no candidate generator."""
-        if not self.candidates:
-            return None
-        from ialp.candidates.config import CandidatesConfig
 
-        return _build(CandidatesConfig, self.candidates, "candidates").validate()
-
-
-ALGOS = ("a2c", "ppo")
-LOSSES = ("listwise", "pairwise", "pointwise")
-MODES = ("choice", "score")
-EVAL_MODES = ("sample", "argmax")
-
-
-def _build(cls: type[T], data: Any, where: str) -> T:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__} {data!r}")
-    hints = get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{where or 'config'}: unknown field(s) {unknown}; allowed: {sorted(names)}")
-    values: dict[str, Any] = {}
-    for key, value in data.items():
-        hint, path = hints[key], f"{where}.{key}" if where else key
-        if dataclasses.is_dataclass(hint):
-            values[key] = _build(hint, value, path)  # type: ignore[arg-type]
-            continue
-        expected = getattr(hint, "__origin__", hint)
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise ConfigError(f"{path}: expected {getattr(expected, '__name__', expected)}, got {value!r}")
-        values[key] = value
-    return cls(**values)
-
-
-def _positive(section: str, obj: Any, *names: str) -> None:
-    for name in names:
-        if getattr(obj, name) < 1:
-            raise ConfigError(f"{section}.{name}: must be >= 1, got {getattr(obj, name)}")
-
-
-def _validate(cfg: ExperimentConfig) -> ExperimentConfig:
-    if cfg.agent.algo not in ALGOS:
-        raise ConfigError(f"agent.algo: {cfg.agent.algo!r} is not one of {ALGOS}")
-    _positive("agent", cfg.agent, "num_envs", "n_steps")
-    _positive("distill", cfg.distill, "queries", "k", "window", "log_users")
-    _positive("reward", cfg.reward, "hidden", "epochs")
-    _positive("pretrain", cfg.pretrain, "total_timesteps")
-    _positive("online", cfg.online, "total_timesteps")
-    if cfg.distill.k < 2:
-        raise ConfigError(f"distill.k: need at least 2 candidates, got {cfg.distill.k}")
-    if cfg.distill.mode not in MODES:
-        raise ConfigError(f"distill.mode: {cfg.distill.mode!r} is not one of {MODES}")
-    if cfg.reward.loss not in LOSSES:
-        raise ConfigError(f"reward.loss: {cfg.reward.loss!r} is not one of {LOSSES}")
-    if not 0.0 < cfg.reward.holdout < 1.0:
-        raise ConfigError(f"reward.holdout: must be in (0, 1), got {cfg.reward.holdout}")
-    for name in ("online_fraction", "eval_fraction"):
-        if not 0.0 < getattr(cfg.env, name) < 1.0:
-            raise ConfigError(f"env.{name}: must be in (0, 1), got {getattr(cfg.env, name)}")
-    if cfg.env.online_fraction + cfg.env.eval_fraction >= 1.0:
-        raise ConfigError("env.online_fraction + env.eval_fraction must leave training users, got "
-                          f"{cfg.env.online_fraction} + {cfg.env.eval_fraction}")
-    if not 0.0 <= cfg.online.ap_floor < 0.5:
-        raise ConfigError(f"online.ap_floor: must be in [0, 0.5), got {cfg.online.ap_floor}")
-    if not cfg.online.ap_floor <= cfg.online.ap_init_weight <= 1.0 - cfg.online.ap_floor:
-        raise ConfigError(f"online.ap_init_weight: must be in [ap_floor, 1 - ap_floor], got "
-                          f"{cfg.online.ap_init_weight}")
-    if not 0 <= cfg.online.critic_warmup <= cfg.online.total_timesteps:
-        raise ConfigError(f"online.critic_warmup: must be in [0, online.total_timesteps], got "
-                          f"{cfg.online.critic_warmup}")
-    if cfg.agent.learning_rate <= 0 or cfg.online.ap_gate_lr < 0:
-        raise ConfigError(f"agent.learning_rate must be > 0 and online.ap_gate_lr >= 0, got "
-                          f"{cfg.agent.learning_rate}, {cfg.online.ap_gate_lr}")
-    if cfg.eval.users < 1 or not cfg.eval.seeds:
-        raise ConfigError(f"eval: need users >= 1 and at least one seed, got {cfg.eval.users}, {cfg.eval.seeds}")
-    bad = [m for m in cfg.eval.modes if m not in EVAL_MODES] or ([] if cfg.eval.modes else ["(none)"])
-    if bad:
-        raise ConfigError(f"eval.modes: {bad} not among {EVAL_MODES}")
-    from ialp.envs.registration import SETTINGS
-
-    bad = [s for s in cfg.settings if s not in SETTINGS] or ([] if cfg.settings else ["(none)"])
-    if bad:
-        raise ConfigError(f"settings: {bad} not among {tuple(SETTINGS)}")
-    if cfg.candidates_config() is not None and "candidates" in cfg.env.kwargs:
-        raise ConfigError("env.kwargs.candidates and the candidates section are both set; keep one")
-    from ialp.llm.base import LLMConfig
-
-    try:
-        LLMConfig.from_dict(cfg.llm)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"llm: {exc}") from None
-    return cfg
-
-
-def _set(data: dict[str, Any], assignment: str) -> None:
-    """Apply one ``dotted.key=value`` override (value parsed as YAML)."""
-    key, sep, raw = assignment.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"--set {assignment!r}: expected key=value")
-    *parents, leaf = key.split(".")
-    node = data
-    for part in parents:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"--set {assignment!r}: {part!r} is not a section")
-    node[leaf] = yaml.safe_load(raw)
-
-
-def read_yaml_mapping(path: str | os.PathLike[str] | None) -> dict[str, Any]:
-    """The top-level mapping of a YAML file (empty for no file); clear errors for bad YAML or another shape."""
-    if path is None:
-        return {}
-    try:
-        loaded = yaml.safe_load(Path(path).read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if loaded is not None and not isinstance(loaded, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return dict(loaded or {})
-
-
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read a YAML experiment file (or the defaults), apply ``key=value`` overrides, validate."""
-    data = read_yaml_mapping(path)
-    for assignment in overrides or []:
-        _set(data, assignment)
-    return _validate(_build(ExperimentConfig, data, ""))
+def load_config(path: str | os.PathLike[str] | None = None, overrides: Iterable[str] = ()) -> ExperimentConfig:
+    """Read a YAML experiment file (or the defaults), apply ``a.b=c`` overrides, validate every field."""
+    return load(ExperimentConfig, path, overrides)

@@ -16,19 +16,20 @@ Methods live in one registry (:data:`METHODS`); each (method, setting, seed) is 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from tqdm import tqdm
 
 from ialp.agents.common import EpisodeLog, EpisodeTracker, RecorderCallback, World, log_interval, sb3_model
-from ialp.config import ConfigError, ExperimentConfig, load_config
+from ialp.config import ExperimentConfig, load_config
+from ialp.envs.vector import BatchedRecEnv
 from ialp.eval import (
     CURVE_FIELDS,
     RESULT_FIELDS,
@@ -43,8 +44,11 @@ from ialp.eval import (
     write_csv,
 )
 from ialp.eval.report import curve_stats, online_comparison
+from ialp.llm.base import LLMConfig
 from ialp.rewards.model import LOSSES, PreferenceSet, RewardModel
+from ialp.schema import ConfigError
 from ialp.simulators.leave import make_leave_rule
+from ialp.storage import is_current, mark_current, stage_key
 
 Online = tuple[Policy, EpisodeLog | None]
 
@@ -66,19 +70,6 @@ class Method:
     reads: tuple[str, ...] = ()
     pretrained: str | None = None
     scope: str = "any"
-
-
-def _digest(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _cached(path: Path, key: str) -> bool:
-    marker = path.with_name(path.name + ".key")
-    return path.exists() and marker.exists() and marker.read_text() == key
-
-
-def _mark(path: Path, key: str) -> None:
-    path.with_name(path.name + ".key").write_text(key)
 
 
 class Pipeline:
@@ -108,7 +99,7 @@ class Pipeline:
     def world_key(self) -> str:
         """Key of everything the world is built from."""
         d = self.cfg.distill
-        return _digest(self.section("env"), self.section("candidates"), self.section("pretrain")["leave_rules"],
+        return stage_key(self.section("env"), self.section("candidates"), self.section("pretrain")["leave_rules"],
                        d.log_users, d.log_seed_offset)
 
     @property
@@ -129,13 +120,13 @@ class Pipeline:
 
         return SummaryWriter(str(self.out / "tb" / name))
 
-    def _llm(self, variant: str) -> dict[str, Any]:
-        return dict(self.cfg.llm) if variant == "llm" else {"backend": "oracle"}
+    def _llm(self, variant: str) -> LLMConfig:
+        return self.cfg.llm if variant == "llm" else LLMConfig(backend="oracle")
 
     # ----------------------------------------------------------------------------------------- stages
     def distill_key(self, variant: str) -> str:
         """Key of the ``variant`` preference data set."""
-        return _digest(self.world_key, self.section("distill"), self._llm(variant))
+        return stage_key(self.world_key, self.section("distill"), dataclasses.asdict(self._llm(variant)))
 
     def distill(self, variant: str) -> dict[str, np.ndarray]:
         """Stage 1: the preference data set of ``variant`` (``llm`` = the configured backend, or ``oracle``)."""
@@ -143,7 +134,7 @@ class Pipeline:
 
         path = self.out / "distill" / f"{variant}.npz"
         key = self.distill_key(variant)
-        if _cached(path, key):
+        if is_current(path, key):
             self.skipped.append(f"distill:{variant}")
             with np.load(path) as f:
                 return dict(f)
@@ -157,14 +148,14 @@ class Pipeline:
                 w.add_scalar(f"llm/{variant}/{k}", float(stats["llm"][k]), 0)
             w.add_scalar(f"llm/{variant}/ok_fraction", stats["ok"] / max(stats["queries"], 1), 0)
             w.add_scalar(f"llm/{variant}/positive_chosen", stats["positive_chosen"], 0)
-        _mark(path, key)
+        mark_current(path, key)
         self.done.append(f"distill:{variant}")
         return arrays
 
     def reward_key(self, variant: str) -> str:
         """Key of the ``variant`` reward model."""
         source = (self.world_key, self.cfg.distill.queries) if variant == "logonly" else self.distill_key(variant)
-        return _digest(self.section("reward"), variant, source)
+        return stage_key(self.section("reward"), variant, source)
 
     def reward(self, variant: str) -> RewardModel:
         """Stage 2: the reward model of ``variant`` (``llm``, ``oracle`` or ``logonly``)."""
@@ -173,11 +164,11 @@ class Pipeline:
 
         path = self.out / "reward" / f"{variant}.pt"
         key = self.reward_key(variant)
-        if _cached(path, key):
+        if is_current(path, key):
             self.skipped.append(f"reward:{variant}")
             return RewardModel.load(path)
         world, rc = self.world, self.cfg.reward
-        dim = state_features({k: v[:1] for k, v in world.offline_env(1, 0).reset().items()},  # type: ignore[union-attr]
+        dim = state_features({k: v[:1] for k, v in world.offline_env(1, 0).reset().items()},
                              world.log.feedback_range).shape[1]
 
         def fresh() -> RewardModel:
@@ -203,7 +194,7 @@ class Pipeline:
                 if isinstance(v, float):
                     w.add_scalar(f"reward/{variant}/{k}", v, 0)
         self.log(f"reward {variant}: {json.dumps({k: v for k, v in metrics.items() if k != 'variant'})}")
-        _mark(path, key)
+        mark_current(path, key)
         self.done.append(f"reward:{variant}")
         return model
 
@@ -225,7 +216,7 @@ class Pipeline:
 
     def pretrain_key(self, variant: str, seed: int, setting: str) -> str:
         """Key of one pretrained checkpoint."""
-        return _digest(self.section("agent"), self.section("pretrain"), self.reward_key(variant), seed, setting)
+        return stage_key(self.section("agent"), self.section("pretrain"), self.reward_key(variant), seed, setting)
 
     def pretrain(self, variant: str, seed: int, setting: str) -> Path:
         """Stage 3: iALP pretraining on the offline simulator with ``variant``'s learned reward."""
@@ -233,13 +224,13 @@ class Pipeline:
 
         path = self.out / "pretrain" / f"{variant}_{setting}_s{seed}.zip"
         key = self.pretrain_key(variant, seed, setting)
-        if _cached(path, key):
+        if is_current(path, key):
             self.skipped.append(f"pretrain:{variant}:{setting}:{seed}")
             return path
         reward = self.reward(variant)
         pretrain(self.world, reward, self.cfg.agent, self.cfg.pretrain.total_timesteps, seed, path,
                  str(self.out / "tb"), f"pretrain-{variant}_{setting}_s{seed}", setting=setting)
-        _mark(path, key)
+        mark_current(path, key)
         self.done.append(f"pretrain:{variant}:{setting}:{seed}")
         return path
 
@@ -252,13 +243,13 @@ class Pipeline:
                  *(self.section(r) for r in entry.reads)]
         if entry.pretrained:
             parts.append(self.pretrain_key(entry.pretrained, seed, setting))
-        return _digest(*parts)
+        return stage_key(*parts)
 
     def method(self, method: str, seed: int, setting: str) -> dict[str, Any]:
         """Stages 4–5: online phase (if any) and evaluation (every ``eval.modes``) of one method, seed and setting."""
         path = self.out / "runs" / f"{method}_{setting}_s{seed}.json"
         key = self.method_key(method, seed, setting)
-        if _cached(path, key):
+        if is_current(path, key):
             self.skipped.append(f"run:{method}:{setting}:{seed}")
             result: dict[str, Any] = json.loads(path.read_text())
             return result
@@ -289,17 +280,17 @@ class Pipeline:
                 for s, r in zip(episodes.steps, episodes.returns, strict=True):
                     w.add_scalar("rec/episode_return", r, s)
         path.write_text(json.dumps(result))
-        _mark(path, key)
+        mark_current(path, key)
         self.done.append(f"run:{method}:{setting}:{seed}")
         return result
 
     # ----------------------------------------------------------------------------------------- helpers
-    def online_env(self, seed: int, setting: str) -> Any:
+    def online_env(self, seed: int, setting: str) -> BatchedRecEnv:
         """The online-adaptation users' batched environment of one seed."""
         cfg = self.cfg
         return self.world.online_env(cfg.agent.num_envs, cfg.online.seed_offset + 10_000 * seed, setting)
 
-    def pretrained(self, variant: str, seed: int, setting: str) -> Any:
+    def pretrained(self, variant: str, seed: int, setting: str) -> OnPolicyAlgorithm:
         """The pretrained SB3 model of ``variant`` (pretraining it first if needed)."""
         from ialp.agents.ialp import load
 
@@ -395,7 +386,7 @@ def _scratch(algo: str) -> Callable[[Pipeline, int, str], Online]:
         venv = pipe.online_env(seed, setting)
         model = sb3_model(algo, VecMonitor(venv), cfg.agent, seed, str(pipe.out / "tb"))
         recorder = RecorderCallback(venv)
-        every = 4 if algo == "dqn" else log_interval(steps, venv.num_envs, model.n_steps)
+        every = log_interval(steps, venv.num_envs, model.n_steps) if isinstance(model, OnPolicyAlgorithm) else 4
         model.learn(steps, callback=recorder, tb_log_name=f"{algo}-scratch_{setting}_s{seed}", log_interval=every)
         return SB3Policy(model), recorder.log
 
@@ -411,6 +402,7 @@ def _bc(pipe: Pipeline, seed: int, setting: str) -> Online:
     states = sample_states(world.log, min(len(world.log), 20_000), w, np.random.default_rng(seed), min_history=0)
     weights = (states.next_feedback >= np.median(states.next_feedback)).astype(np.float64)
     model = sb3_model(pipe.cfg.agent.algo, pipe.online_env(seed, setting), pipe.cfg.agent, seed, None)
+    assert isinstance(model, OnPolicyAlgorithm)  # agent.algo is a2c or ppo
     behaviour_cloning(model, states.observations(world), states.next_items, weights, seed=seed)
     return SB3Policy(model), None
 
@@ -441,7 +433,7 @@ def _finetune(variant: str) -> Callable[[Pipeline, int, str], Online]:
         name = "a-ialp-ft" + ("" if variant == "llm" else f"-{variant}")
         model, episodes = finetune(pipe.pretrained(variant, seed, setting), pipe.online_env(seed, setting),
                                    pipe.cfg.online.total_timesteps, tb_name=f"{name}_{setting}_s{seed}",
-                                   critic_warmup=pipe.cfg.online.critic_warmup)
+                                   critic_warmup=round(pipe.cfg.online.critic_warmup * pipe.cfg.online.total_timesteps))
         return SB3Policy(model), episodes
 
     return run
@@ -459,11 +451,12 @@ def _adaptive(variant: str) -> Callable[[Pipeline, int, str], Online]:
         model = adaptive_mixture(pipe.pretrained(variant, seed, setting), venv, a.algo, learning_rate=a.learning_rate,
                                  n_steps=a.n_steps if a.algo == "a2c" else max(a.n_steps, 16), gamma=a.gamma,
                                  ent_coef=a.ent_coef, seed=seed, floor=o.ap_floor, init_weight=o.ap_init_weight,
-                                 gate_lr=o.ap_gate_lr, tensorboard_log=str(pipe.out / "tb"), gae_lambda=a.gae_lambda,
+                                 gate_lr=o.ap_gate_lr, init=o.ap_init, tensorboard_log=str(pipe.out / "tb"),
+                                 gae_lambda=a.gae_lambda,
                                  **extra)
-        model, episodes = finetune(model, venv, o.total_timesteps, tb_name=f"{name}_{setting}_s{seed}")
-        model.save(str(pipe.out / "runs" / f"{name}_{setting}_s{seed}.zip"))
-        return SB3Policy(model), episodes
+        trained, episodes = finetune(model, venv, o.total_timesteps, tb_name=f"{name}_{setting}_s{seed}")
+        trained.save(str(pipe.out / "runs" / f"{name}_{setting}_s{seed}.zip"))
+        return SB3Policy(trained), episodes
 
     return run
 
@@ -498,7 +491,7 @@ def check_methods(cfg: ExperimentConfig) -> None:
     bad = [m for m in cfg.methods if m not in METHODS]
     if bad:
         raise ConfigError(f"methods: {bad} not among {tuple(METHODS)}")
-    has_generator = cfg.candidates_config() is not None or "candidates" in cfg.env.kwargs
+    has_generator = cfg.candidates is not None or "candidates" in cfg.env.kwargs
     bad = [m for m in cfg.methods if METHODS[m].scope == ("generator" if not has_generator else "catalogue")]
     if bad:
         need = "need a candidate generator (a candidates section)" if not has_generator else \
@@ -506,14 +499,14 @@ def check_methods(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"methods: {bad} {need}")
 
 
-def load_experiment(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+def load_experiment(path: str | Path | None = None, overrides: Iterable[str] = ()) -> ExperimentConfig:
     """``load_config`` plus the method checks: everything is validated before any work starts."""
     cfg = load_config(path, overrides)
     check_methods(cfg)
     return cfg
 
 
-def _rollout(policy: Policy, venv: Any, total_timesteps: int) -> EpisodeLog:
+def _rollout(policy: Policy, venv: BatchedRecEnv, total_timesteps: int) -> EpisodeLog:
     """Episodes of a fixed policy acting online (no learning), for reference curves."""
     obs = venv.reset()
     tracker = EpisodeTracker(venv.num_envs, venv.model.n_items)
@@ -531,7 +524,7 @@ def _summary(pipe: Pipeline, rows: list[dict[str, Any]], curves: list[dict[str, 
              f"online-adaptation users: {info.get('online_users', 'new synthetic users per session')}"
              f" ({cfg.agent.num_envs} sessions at a time, {cfg.online.total_timesteps:,} steps); evaluation users: "
              f"{info.get('eval_users', 'new synthetic users')} ({cfg.eval.users} sessions per seed)")
-    parts = [f"# {cfg.name}: {cfg.env.id}, LLM backend `{cfg.llm.get('backend')}`, seeds {cfg.eval.seeds}", "",
+    parts = [f"# {cfg.name}: {cfg.env.id}, LLM backend `{cfg.llm.backend}`, seeds {cfg.eval.seeds}", "",
              f"User pools (disjoint): {pools}.", ""]
     for setting in cfg.settings:
         for mode in cfg.eval.modes:
@@ -544,10 +537,10 @@ def _summary(pipe: Pipeline, rows: list[dict[str, Any]], curves: list[dict[str, 
     parts.append("Mean ± 95% Student-t interval over seeds. `online first`/`online last`: mean return of the online "
                  "episodes that ended in the first/last 10% of online steps; `curve change`: last 25% of steps vs the "
                  "25% before, relative (a flat curve is near 0).")
-    if cfg.candidates and (out / "candidates" / "metrics.json").exists():
+    if cfg.candidates is not None and (out / "candidates" / "metrics.json").exists():
         m = json.loads((out / "candidates" / "metrics.json").read_text())
-        parts.append(f"\nCandidate generator `{cfg.candidates.get('model', 'sidesan')}` (actions: its top "
-                     f"{cfg.candidates.get('k', 50)}): test HR@10 {m.get('hr@10')}, NDCG@10 {m.get('ndcg@10')}.")
+        parts.append(f"\nCandidate generator `{cfg.candidates.model}` (actions: its top "
+                     f"{cfg.candidates.k}): test HR@10 {m.get('hr@10')}, NDCG@10 {m.get('ndcg@10')}.")
     for variant in ("llm", "oracle"):
         stats = out / "distill" / f"{variant}.json"
         metrics = out / "reward" / f"{variant}.json"

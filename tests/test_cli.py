@@ -58,13 +58,13 @@ def test_run_writes_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 def test_config_errors_name_the_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"agent: unknown field\(s\) \['algoo'\]"):
         load_config(overrides=["agent.algoo=a2c"])
-    with pytest.raises(ConfigError, match=r"agent\.num_envs: expected int, got 'many'"):
+    with pytest.raises(ConfigError, match=r"agent\.num_envs: got 'many'; Input should be a valid integer"):
         load_config(overrides=["agent.num_envs=many"])
-    with pytest.raises(ConfigError, match=r"agent\.algo: 'sac' is not one of"):
+    with pytest.raises(ConfigError, match=r"agent\.algo: got 'sac'; Input should be 'a2c' or 'ppo'"):
         load_config(overrides=["agent.algo=sac"])
-    with pytest.raises(ConfigError, match=r"reward\.loss: 'mse' is not one of"):
+    with pytest.raises(ConfigError, match=r"reward\.loss: got 'mse'; Input should be 'listwise', 'pairwise' or"):
         load_config(overrides=["reward.loss=mse"])
-    with pytest.raises(ConfigError, match=r"llm: unknown llm config field"):
+    with pytest.raises(ConfigError, match=r"llm: unknown field\(s\) \['temprature'\]; allowed: \['api',"):
         load_config(overrides=["llm.temprature=0"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("env: [1, 2\n")
@@ -74,7 +74,44 @@ def test_config_errors_name_the_field(tmp_path: Path) -> None:
 
 def test_cli_reports_bad_input_without_traceback(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", str(REPO / "configs" / "synthetic.yaml"), "--set", "eval.users=0"]) == 2
-    assert "eval: need users >= 1" in capsys.readouterr().err
+    assert "eval.users: got 0; Input should be greater than 0" in capsys.readouterr().err
+
+
+SYNTHETIC = str(REPO / "configs" / "synthetic.yaml")
+MISSING = "/nonexistent/ialp-data"  # never read: the config must fail first
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["run", SYNTHETIC, "--set", "agent.learning_rate=-1"], "agent.learning_rate: got -1; Input should be greater"),
+    (["run", SYNTHETIC, "--set", "agent.algoo=a2c"], "agent: unknown field(s) ['algoo']; allowed: ['algo',"),
+    (["run", SYNTHETIC, "--set", "agent.num_envs=many"], "agent.num_envs: got 'many'; Input should be a valid int"),
+    (["run", SYNTHETIC, "--set", "online.ap_floor=0.7"], "online.ap_floor: got 0.7; Input should be less than 0.5"),
+    (["run", SYNTHETIC, "--set", "methods=[random, sarsa]"], "methods: ['sarsa'] not among ('random',"),
+    (["run", SYNTHETIC, "--set", "llm.backend=gpt5"], "llm.backend: unknown llm backend 'gpt5'; allowed: ["),
+    (["run", SYNTHETIC, "--set", "env.id=ialp/Nope-v0"], "env.id: 'ialp/Nope-v0' is not an ialp environment; known"),
+    (["run", SYNTHETIC, "--set", "candidates={k: 0}"], "candidates.k: got 0; Input should be greater than 0"),
+    (["llm", "eval", "--data-dir", MISSING, "--backend", "gpt5"], "llm.backend: unknown llm backend 'gpt5'"),
+    (["llm", "eval", "--data-dir", MISSING, "--set", "llm.concurrency=0"], "llm.concurrency: got 0; Input should"),
+    (["llm", "eval", "--data-dir", MISSING, "--set", "llm.colour=red"], "llm: unknown field(s) ['colour']"),
+    (["llm", "eval", "--data-dir", MISSING, "--set", "llm.max_tokens=4.5"], "llm.max_tokens: got 4.5; Input should"),
+    (["llm", "eval", "--data-dir", MISSING, "--modes", "choice,guess"], "--modes: got 'choice,guess'; allowed"),
+    (["llm", "eval", "--data-dir", MISSING, "--set", "concurrency=2"], "spell keys as llm.KEY=VALUE"),
+    (["candidates", "train", "--data-dir", MISSING, "--set", "candidates.k=0"], "candidates.k: got 0; Input should"),
+    (["candidates", "train", "--data-dir", MISSING, "--set", "candidates.dropout=1.5"], "candidates.dropout: got 1.5"),
+    (["candidates", "train", "--data-dir", MISSING, "--set", "candidates.epochs=ten"], "candidates.epochs: got 'ten'"),
+    (["candidates", "eval", "--data-dir", MISSING, "--set", "candidates.model=bert4rec"],
+     "candidates.model: got 'bert4rec'; Input should be 'sidesan', 'sasrec-id', 'popularity' or 'finetune-text'"),
+    (["candidates", "eval", "--data-dir", MISSING, "--set", "candidates.fusoin=moe"],
+     "candidates: unknown field(s) ['fusoin']"),
+], ids=lambda v: " ".join(v[-2:]) if isinstance(v, list) else None)
+def test_invalid_configs_fail_before_any_work(argv: list[str], message: str, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    extra = ["--out", str(out)] if argv[0] in ("run", "candidates") and argv[1] != "eval" else []
+    assert main([*argv, *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert not out.exists()  # nothing was written: the run never started
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
@@ -85,4 +122,4 @@ def test_shipped_configs_validate(path: Path) -> None:
         assert load_candidates_config(path).epochs >= 1
     else:
         cfg = load_experiment(path)
-        assert cfg.methods and (cfg.candidates_config() is not None) == ("candidates-top1" in cfg.methods)
+        assert cfg.methods and (cfg.candidates is not None) == ("candidates-top1" in cfg.methods)

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.policies import ActorCriticPolicy
 
 from ialp.agents.common import EpisodeLog, EpisodeTracker
 from ialp.envs.vector import BatchedRecEnv
@@ -19,10 +21,10 @@ from ialp.envs.vector import BatchedRecEnv
 
 def _mask_recent(scores: np.ndarray, venv: BatchedRecEnv, obs: dict[str, np.ndarray]) -> np.ndarray:
     """``scores`` (B, N) with the items of each user's observation window and the ``blocked`` ones set to -inf."""
-    session = venv.session
-    if session.candidates is not None:
+    face = venv.face
+    if face.candidate_items() is not None:
         raise ValueError("catalogue baselines need an environment without candidate slots (candidates=None)")
-    recent = np.concatenate([session.hist_items[:, -session.history_len:], obs["blocked"].astype(np.int64)], axis=1)
+    recent = np.concatenate([face.window_items(), obs["blocked"].astype(np.int64)], axis=1)
     out = scores.copy()
     rows = np.repeat(np.arange(len(out)), recent.shape[1])
     flat = recent.ravel()
@@ -58,9 +60,8 @@ class GreedyMFPolicy:
         self.mf, self.reg = mf, reg
 
     def act(self, obs: dict[str, np.ndarray], venv: BatchedRecEnv) -> np.ndarray:
-        session, mf = venv.session, self.mf
-        w = session.history_len
-        items = session.hist_items[:, -w:]
+        mf = self.mf
+        items = venv.face.window_items()
         fb = np.asarray(obs["feedback"], dtype=np.float64)  # aligned with the window, oldest first
         mask = (items >= 0).astype(np.float64)
         x = mf.item_factors[np.maximum(items, 0)] * mask[..., None]  # (B, W, d)
@@ -105,12 +106,12 @@ class BanditPolicy:
 
     def learn(self, venv: BatchedRecEnv, total_timesteps: int) -> EpisodeLog:
         """Act and update online for ``total_timesteps`` env steps; returns the finished sessions."""
-        obs: dict[str, np.ndarray] = venv.reset()  # type: ignore[assignment]
+        obs: dict[str, np.ndarray] = venv.reset()
         tracker = EpisodeTracker(venv.num_envs, len(self.counts))
         steps = 0
         while steps < total_timesteps:
             actions = self._explore_act(venv, obs)
-            obs, rewards, dones, _ = venv.step(actions)  # type: ignore[assignment]
+            obs, rewards, dones, _ = venv.step(actions)
             np.add.at(self.sums, actions, rewards)
             np.add.at(self.counts, actions, 1)
             steps += venv.num_envs
@@ -122,19 +123,22 @@ class BanditPolicy:
         return _mask_recent(scores, venv, obs).argmax(axis=1)
 
 
-def behaviour_cloning(model: Any, obs: dict[str, np.ndarray], actions: np.ndarray, weights: np.ndarray | None = None,
-                      epochs: int = 30, batch_size: int = 256, learning_rate: float = 1e-3, seed: int = 0) -> Any:
+def behaviour_cloning(model: OnPolicyAlgorithm, obs: dict[str, np.ndarray], actions: np.ndarray,
+                      weights: np.ndarray | None = None, epochs: int = 30, batch_size: int = 256,
+                      learning_rate: float = 1e-3, seed: int = 0) -> OnPolicyAlgorithm:
     """Fit an SB3 actor-critic's policy to logged (observation, action) pairs by (weighted) cross-entropy.
 
     With ``weights`` = 1 for the better-rated half of the log and 0 otherwise this is filtered ("%BC")
     behaviour cloning, the usual offline baseline when the logging policy is not good itself.
     """
-    policy = model.policy
+    policy: ActorCriticPolicy = model.policy
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(policy.parameters(), lr=learning_rate)
     w = np.ones(len(actions)) if weights is None else np.asarray(weights, dtype=np.float64)
     keep = np.flatnonzero(w > 0)
     obs_t, _ = policy.obs_to_tensor({k: v[keep] for k, v in obs.items()})
+    if not isinstance(obs_t, dict):
+        raise TypeError("behaviour cloning needs a Dict observation space")
     act_t = torch.as_tensor(actions[keep], dtype=torch.long)
     w_t = torch.as_tensor(w[keep], dtype=torch.float32)
     for _ in range(epochs):

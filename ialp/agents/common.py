@@ -22,9 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecEnv
 
 from ialp import random as crng
+from ialp.config import AgentConfig
 from ialp.envs.vector import BatchedRecEnv
 from ialp.simulators.base import Response, UserModel, UserState
 from ialp.simulators.leave import LeaveRule
@@ -145,7 +148,8 @@ class World:
         return venv
 
 
-def sb3_model(algo: str, venv: Any, agent: Any, seed: int, tensorboard_log: str | None = None) -> Any:
+def sb3_model(algo: str, venv: VecEnv, agent: AgentConfig, seed: int, tensorboard_log: str | None = None
+              ) -> BaseAlgorithm:
     """A fresh SB3 ``A2C``/``PPO`` with :class:`~ialp.agents.policy.ItemScoringPolicy` (``DQN``: SB3's
     ``MultiInputPolicy``) and the configured hyperparameters."""
     from stable_baselines3 import A2C, DQN, PPO

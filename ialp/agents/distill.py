@@ -15,25 +15,23 @@ LLM calls therefore scale with ``queries`` only. Failed queries are dropped from
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
 from ialp.agents.common import ModelView, World
 from ialp.config import ExperimentConfig
-from ialp.data import InteractionLog, ItemCatalog, LoadReport, LoggedData, load_dataset
-from ialp.envs.registration import BUILDERS
+from ialp.data import InteractionLog, ItemCatalog, LoadReport, LoggedData
+from ialp.envs.registration import MAX_EPISODE_STEPS, build_parts
 from ialp.envs.vector import BatchedRecEnv
+from ialp.llm.base import LLMConfig
 from ialp.rewards.model import PreferenceSet, state_features
 from ialp.simulators import LoggedUserModel, MFConfig, SyntheticUserModel, UserModel
+from ialp.storage import stage_key
 
 
 def simulate_log(model: UserModel, env_kwargs: dict[str, Any], max_steps: int, n_users: int,
@@ -47,20 +45,20 @@ def simulate_log(model: UserModel, env_kwargs: dict[str, Any], max_steps: int, n
     venv = BatchedRecEnv(model, n_users, max_episode_steps=max_steps, **env_kwargs)
     venv.seed(seed)
     venv.reset()
-    session = venv.session
+    face = venv.face
     rng = np.random.default_rng(seed)
-    features = model.user_features(session.user_state).copy()
+    features = model.user_features(face.user_state()).copy()
     active = np.ones(n_users, dtype=bool)
     users, items, feedback, times = [], [], [], []
-    states: dict[str, list[np.ndarray]] = {k: [] for k in session.user_state}
+    states: dict[str, list[np.ndarray]] = {}
     t = 0
     while active.any():
         rows = np.flatnonzero(active)
-        for k, v in session.user_state.items():
-            states[k].append(v[rows].copy())
-        _, rewards, dones, _ = venv.step(rng.integers(0, venv.action_space.n, n_users))  # type: ignore[attr-defined]
+        for k, v in face.user_state(rows).items():  # the ground truth before the step, for the oracle
+            states.setdefault(k, []).append(v)
+        _, rewards, dones, infos = venv.step(rng.integers(0, venv.action_space.n, n_users))  # type: ignore[attr-defined]
         users.append(rows)
-        items.append(session.last_items[rows].copy())
+        items.append(np.array([infos[i]["item"] for i in rows.tolist()], dtype=np.int64))
         feedback.append(rewards[rows])
         times.append(np.full(len(rows), t))
         active &= ~dones
@@ -73,18 +71,11 @@ def simulate_log(model: UserModel, env_kwargs: dict[str, Any], max_steps: int, n
     return log, features, {k: np.concatenate(v)[order] for k, v in states.items()}
 
 
-def _data_dir(kwargs: dict[str, Any]) -> Path:
-    path = kwargs.get("data_dir") or os.environ.get("IALP_DATA_DIR")
-    if not path:
-        raise FileNotFoundError("env.kwargs.data_dir is not set (nor IALP_DATA_DIR)")
-    return Path(path)
-
-
 def attach_candidates(world: World, cfg: ExperimentConfig, catalog: ItemCatalog, folder: Path | None = None,
                       progress: bool = False) -> World:
     """Train (or load from ``folder``) the ``candidates`` generator on the world's training log and pass it to
     both environments (``env_kwargs["candidates"]``); without a ``candidates`` section ``world`` is unchanged."""
-    cc = cfg.candidates_config()
+    cc = cfg.candidates
     if cc is None:
         return world
     from ialp.candidates.generator import SERVING, fit_or_load
@@ -94,7 +85,7 @@ def attach_candidates(world: World, cfg: ExperimentConfig, catalog: ItemCatalog,
     deps = [cfg.to_dict()["env"], {k: v for k, v in cc.to_dict().items() if k not in SERVING}]
     if world.synthetic:
         deps.append([cfg.distill.log_users, cfg.distill.log_seed_offset])
-    key = hashlib.sha256(json.dumps(deps, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    key = stage_key(*deps)
     data = LoggedData(world.log, catalog, LoadReport(world.log.name, len(world.log), len(world.log)))
     gen = fit_or_load(cc, data, folder, key)
     world.env_kwargs["candidates"] = gen
@@ -110,12 +101,9 @@ def build_world(cfg: ExperimentConfig, cache_dir: Path | None = None, candidates
     from ``candidates_dir``) proposes the actions of both environments (see ``attach_candidates``).
     """
     env_id = cfg.env.id
-    if env_id not in BUILDERS:
-        raise ValueError(f"env.id: {env_id!r} is not an ialp environment; known: {sorted(BUILDERS)}")
-    model, env_kw = BUILDERS[env_id](dict(cfg.env.kwargs))
+    model, env_kw = build_parts(env_id, cfg.env.kwargs)
     env_kw.pop("render_mode", None)
-    spec = gym.spec(env_id)
-    cap = int(spec.max_episode_steps or 50)
+    cap = MAX_EPISODE_STEPS
     if isinstance(model, SyntheticUserModel):
         log, feats, states = simulate_log(model, env_kw, cap, cfg.distill.log_users, cfg.distill.log_seed_offset)
         data = LoggedData(log, model.catalog, LoadReport("simulated", len(log), len(log)), user_features=feats)
@@ -126,7 +114,7 @@ def build_world(cfg: ExperimentConfig, cache_dir: Path | None = None, candidates
         return attach_candidates(world, cfg, model.catalog, candidates_dir, progress)
     if not isinstance(model, LoggedUserModel):
         raise TypeError(f"{env_id}: unsupported user model {type(model).__name__}")
-    data = load_dataset(_data_dir(cfg.env.kwargs))
+    data = model.data  # the data the registered factory loaded (with its loader options, e.g. KuaiRec's matrix)
     n = data.log.n_users
     perm = np.random.default_rng(cfg.env.split_seed).permutation(n)
     n_eval, n_online = max(1, round(cfg.env.eval_fraction * n)), max(1, round(cfg.env.online_fraction * n))
@@ -187,7 +175,7 @@ def sample_states(log: InteractionLog, n: int, window: int, rng: np.random.Gener
     return StateSample(hist, fb, log.users[rows], rows, log.items[rows], log.feedback[rows])
 
 
-def distill(world: World, cfg: ExperimentConfig, llm: dict[str, Any] | None = None,
+def distill(world: World, cfg: ExperimentConfig, llm: LLMConfig | None = None,
             progress: bool = True) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Ask the LLM (or oracle) ``cfg.distill.queries`` questions about training users' logged states.
 
@@ -200,7 +188,7 @@ def distill(world: World, cfg: ExperimentConfig, llm: dict[str, Any] | None = No
     from ialp.llm.prompts import PreferenceQuery
 
     d = cfg.distill
-    llm = dict(cfg.llm if llm is None else llm)
+    llm = cfg.llm if llm is None else llm
     rng = np.random.default_rng(d.seed)
     w = int(world.env_kwargs.get("history_len", 10))
     states = sample_states(world.log, d.queries, max(w, d.window), rng)
@@ -216,9 +204,9 @@ def distill(world: World, cfg: ExperimentConfig, llm: dict[str, Any] | None = No
                 banned.add(c)
                 pool.append(c)
         cands[j] = rng.permutation(pool)
-    kwargs = {"truth": world.target} if llm.get("backend") == "oracle" else {}
+    kwargs = {"truth": world.target} if llm.backend == "oracle" else {}
     backend = make_backend(llm, **kwargs)
-    extractor = PreferenceExtractor(backend, world.target.catalog, mode=d.mode)  # type: ignore[arg-type]
+    extractor = PreferenceExtractor(backend, world.target.catalog, mode=d.mode)
     lo_hi = world.log.feedback_range
     queries = []
     for j in range(d.queries):
@@ -235,7 +223,7 @@ def distill(world: World, cfg: ExperimentConfig, llm: dict[str, Any] | None = No
     reasons: Counter[str] = Counter()
     batch = 16
     try:
-        for start in tqdm(range(0, d.queries, batch), desc=f"distil ({llm.get('backend')})", unit="batch",
+        for start in tqdm(range(0, d.queries, batch), desc=f"distil ({llm.backend})", unit="batch",
                           disable=not progress):
             for j, pref in enumerate(extractor.prefer(queries[start:start + batch]), start):
                 if not pref.ok:
@@ -256,7 +244,7 @@ def distill(world: World, cfg: ExperimentConfig, llm: dict[str, Any] | None = No
     stats = {"queries": int(d.queries), "ok": int(ok.sum()), "failed": int((~ok).sum()),
              "failure_reasons": dict(reasons), "position_histogram": np.bincount(choice[ok], minlength=d.k).tolist(),
              "positive_chosen": float((cands[ok, choice[ok]] == states.next_items[ok]).mean()) if ok.any() else 0.0,
-             "extractor": extractor.stats(), "llm": backend.stats.as_dict(), "backend": llm.get("backend")}
+             "extractor": extractor.stats(), "llm": backend.stats.as_dict(), "backend": llm.backend}
     arrays = {"hist_items": states.hist_items[:, -w:], "hist_feedback": states.hist_feedback[:, -w:],
               "users": states.users, "rows": states.rows, "next_items": states.next_items,
               "next_feedback": states.next_feedback, "candidates": cands, "choice": choice}

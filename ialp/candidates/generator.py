@@ -38,6 +38,7 @@ from ialp.candidates.sequential import (
 )
 from ialp.candidates.tracker import SessionCandidates
 from ialp.data import ItemCatalog, LoggedData
+from ialp.storage import is_current, mark_current, stage_key
 
 __all__ = ["FORMAT", "SERVING", "CandidateGenerator", "FitResult", "PeakMemory", "TensorPeak", "TopOnePolicy",
            "build_taps", "fit_or_load", "fit_recommender", "measure_tensor_peak"]
@@ -471,24 +472,23 @@ def fit_or_load(cfg: CandidatesConfig, data: LoggedData, folder: str | os.PathLi
                 encoders: dict[str, Encoder] | None = None) -> CandidateGenerator:
     """The generator stored in ``folder`` when it was trained under ``key``, else one trained on ``data``.
 
-    A trained generator is written to ``folder`` as ``generator.pt`` (with ``generator.pt.key`` holding ``key`` and
-    the file format), ``metrics.json`` (its test HR@10/NDCG@10 and efficiency figures) and ``config.json``. A stored
-    generator serves with ``cfg``'s serving fields (``SERVING``: refresh, pool), which ``key`` need not cover.
+    A trained generator is written to ``folder`` as ``generator.pt`` (marked current for ``key`` and the file
+    format, ``ialp.storage``), ``metrics.json`` (its test HR@10/NDCG@10 and efficiency figures) and
+    ``config.json``. A stored generator serves with ``cfg``'s serving fields (``SERVING``: refresh, pool), which
+    ``key`` need not cover.
     """
     out = None if folder is None else Path(folder)
-    key = f"{FORMAT}|{key}"
-    if out is not None:
-        path, marker = out / "generator.pt", out / "generator.pt.key"
-        if path.exists() and marker.exists() and marker.read_text() == key:
-            gen = CandidateGenerator.load(path)
-            gen.config = dataclasses.replace(gen.config, **{f: getattr(cfg, f) for f in SERVING})
-            return gen
+    key = stage_key(FORMAT, key)
+    if out is not None and is_current(out / "generator.pt", key):
+        gen = CandidateGenerator.load(out / "generator.pt")
+        gen.config = dataclasses.replace(gen.config, **{f: getattr(cfg, f) for f in SERVING})
+        return gen
     gen = CandidateGenerator(config=cfg).fit(data, encoders=encoders)
     if out is not None:
         gen.save(out / "generator.pt")
         (out / "metrics.json").write_text(json.dumps(gen.metrics, indent=2))
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-        (out / "generator.pt.key").write_text(key)
+        mark_current(out / "generator.pt", key)
     return gen
 
 

@@ -271,16 +271,9 @@ def _load_100k(folder: Path) -> LoggedData:
     ]
     catalog = ItemCatalog(movie_ids, titles, descriptions, genres)
 
-    ratings = _io.read_headerless(
-        folder / "u.data", sep="\t", names=("user id", "item id", "rating", "timestamp"), encoding="latin-1"
+    ratings, users, items, values, times = _read_ratings(
+        folder / "u.data", "\t", ("user id", "item id", "rating", "timestamp"), catalog, item_path.name
     )
-    users = _io.ids(ratings, "user id", integer=True)
-    items = _io.map_items(
-        ratings, "item id", _io.ids(ratings, "item id", integer=True), catalog, item_path.name
-    )
-    values = _io.numeric(ratings, "rating", what="a numeric rating")
-    _io.check_range(ratings, "rating", values, 1.0, 5.0)
-    times = _io.numeric(ratings, "timestamp", integer=True, what="an integer timestamp (seconds)")
     data, user_ids = _finish(
         folder,
         folder.name or "ml-100k",
@@ -294,25 +287,40 @@ def _load_100k(folder: Path) -> LoggedData:
         (1.0, 5.0),
         [],
     )
-    user_path = folder / "u.user"
-    if not user_path.is_file():
-        return data
-    table = _io.read_headerless(
-        user_path,
-        sep="|",
-        names=("user id", "age", "gender", "occupation", "zip code"),
-        encoding="latin-1",
-        text_columns=("gender", "occupation", "zip code"),
-    )
     occupations: list[str] | None = None
     occ_path = folder / "u.occupation"
-    if occ_path.is_file():
+    if (folder / "u.user").is_file() and occ_path.is_file():
         occ = _io.read_headerless(
             occ_path, sep="|", names=("occupation",), encoding="latin-1", text_columns=("occupation",)
         )
         occupations = [o.strip() for o in _text_column(occ, "occupation")]
-    features = _user_features(table, user_ids, ratings.path, occupations, age_scale=100.0)
-    return _with_features(data, features)
+    return _with_user_file(data, user_ids, ratings.path, folder / "u.user", "|",
+                           ("user id", "age", "gender", "occupation", "zip code"), occupations, age_scale=100.0)
+
+
+def _read_ratings(
+    path: Path, sep: str, names: tuple[str, str, str, str], catalog: ItemCatalog, catalog_name: str
+) -> tuple[_io.Table, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The headerless Latin-1 ratings file of ml-100k/ml-1m (columns user, item, rating 1-5, timestamp): the table,
+    user ids, catalogue rows of the items, ratings and timestamps, with errors naming file, line and column."""
+    user, item, rating, timestamp = names
+    ratings = _io.read_headerless(path, sep=sep, names=names, encoding="latin-1")
+    users = _io.ids(ratings, user, integer=True)
+    items = _io.map_items(ratings, item, _io.ids(ratings, item, integer=True), catalog, catalog_name)
+    values = _io.numeric(ratings, rating, what="a numeric rating")
+    _io.check_range(ratings, rating, values, 1.0, 5.0)
+    times = _io.numeric(ratings, timestamp, integer=True, what="an integer timestamp (seconds)")
+    return ratings, users, items, values, times
+
+
+def _with_user_file(data: LoggedData, user_ids: np.ndarray, ratings_path: str, path: Path, sep: str,
+                    names: tuple[str, ...], occupations: list[str] | None, *, age_scale: float) -> LoggedData:
+    """``data`` with the user features of the optional user file ``path`` (``data`` itself when there is none)."""
+    if not path.is_file():
+        return data
+    table = _io.read_headerless(path, sep=sep, names=names, encoding="latin-1",
+                                text_columns=("gender", "occupation", "zip code"))
+    return _with_features(data, _user_features(table, user_ids, ratings_path, occupations, age_scale=age_scale))
 
 
 def _user_features(
@@ -377,32 +385,12 @@ def _load_1m(folder: Path) -> LoggedData:
     descriptions = [_describe(t, g) for t, g in zip(titles, genres, strict=True)]
     catalog = ItemCatalog(movie_ids, titles, descriptions, genres)
 
-    ratings = _io.read_headerless(
-        folder / "ratings.dat",
-        sep="::",
-        names=("UserID", "MovieID", "Rating", "Timestamp"),
-        encoding="latin-1",
+    ratings, users, items, values, times = _read_ratings(
+        folder / "ratings.dat", "::", ("UserID", "MovieID", "Rating", "Timestamp"), catalog, movies_path.name
     )
-    users = _io.ids(ratings, "UserID", integer=True)
-    items = _io.map_items(
-        ratings, "MovieID", _io.ids(ratings, "MovieID", integer=True), catalog, movies_path.name
-    )
-    values = _io.numeric(ratings, "Rating", what="a numeric rating")
-    _io.check_range(ratings, "Rating", values, 1.0, 5.0)
-    times = _io.numeric(ratings, "Timestamp", integer=True, what="an integer timestamp (seconds)")
     data, user_ids = _finish(
         folder, folder.name or "ml-1m", ratings, movies, catalog, users, items, values, times, (1.0, 5.0), []
     )
-    users_path = folder / "users.dat"
-    if not users_path.is_file():
-        return data
-    table = _io.read_headerless(
-        users_path,
-        sep="::",
-        names=("user id", "gender", "age", "occupation", "zip code"),
-        encoding="latin-1",
-        text_columns=("gender", "occupation", "zip code"),
-    )
-    vocab = [str(i) for i in range(_ML1M_OCCUPATIONS)]
-    features = _user_features(table, user_ids, ratings.path, vocab, age_scale=56.0)
-    return _with_features(data, features)
+    return _with_user_file(data, user_ids, ratings.path, folder / "users.dat", "::",
+                           ("user id", "gender", "age", "occupation", "zip code"),
+                           [str(i) for i in range(_ML1M_OCCUPATIONS)], age_scale=56.0)

@@ -3,8 +3,8 @@
 from typing import Any
 
 from ialp.envs.rec_env import RecEnv
-from ialp.envs.registration import BUILDERS, make_batched, make_env, register_envs
-from ialp.envs.session import CandidateProvider, CandidateTracker, RandomCandidates, SessionBatch
+from ialp.envs.registration import ENVIRONMENTS, build_parts, make_batched, make_env, make_vector, register_envs
+from ialp.envs.session import CandidateProvider, CandidateTracker, RandomCandidates, SessionBatch, SessionFace
 
 
 def __getattr__(name: str) -> Any:
@@ -16,14 +16,17 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "BUILDERS",
+    "ENVIRONMENTS",
     "BatchedRecEnv",
     "CandidateProvider",
     "CandidateTracker",
     "RandomCandidates",
     "RecEnv",
     "SessionBatch",
+    "SessionFace",
+    "build_parts",
     "make_batched",
     "make_env",
+    "make_vector",
     "register_envs",
 ]

@@ -9,7 +9,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from ialp.envs.session import CandidateProvider, RepeatMode, SessionBatch
+from ialp.envs.render import session_picture
+from ialp.envs.session import CandidateProvider, RepeatMode, SessionBatch, SessionFace
 from ialp.simulators.base import UserModel
 from ialp.simulators.leave import LeaveRule
 
@@ -52,13 +53,14 @@ class RecEnv(gym.Env[ObsType, np.int64]):
     ## Arguments
     ``model``, ``leave_rules``, ``history_len`` (W, default 10), ``repeat`` (``allow`` /
     ``penalize`` / ``forbid``), ``repeat_penalty``, ``candidates``, ``leave``, ``warm_start``,
-    ``max_blocked``, ``render_mode`` (``"ansi"``).
+    ``max_blocked``, ``render_mode`` (``"ansi"``: the recent titles and their feedback; ``"rgb_array"``: a small
+    picture of the session, see ``ialp.envs.render``).
 
     ## Version History
     * v0: initial version.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}  # noqa: RUF012
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}  # noqa: RUF012
 
     def __init__(self, model: UserModel, leave_rules: Sequence[LeaveRule] = (), history_len: int = 10,
                  repeat: RepeatMode = "allow", repeat_penalty: float = 0.0,
@@ -99,12 +101,19 @@ class RecEnv(gym.Env[ObsType, np.int64]):
         return self.session.action_masks()[0]
 
     @property
+    def face(self) -> SessionFace:
+        """Read-only views of the session for code that needs more than ``info`` (see ``SessionFace``)."""
+        return SessionFace(self.session)
+
+    @property
     def history(self) -> np.ndarray:
         """Items shown so far in this episode (within the tracked window), oldest first."""
         h = self.session.hist_items[0]
         return h[h >= 0]
 
-    def render(self) -> str | None:
+    def render(self) -> str | np.ndarray | None:
+        if self.render_mode == "rgb_array":
+            return session_picture(self.session, 0)
         if self.render_mode != "ansi":
             return None
         titles = self.model.catalog.titles

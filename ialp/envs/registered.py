@@ -1,18 +1,19 @@
-"""The registered environments: one class per id, each documenting its user model and leave rule."""
+"""The registered environments: one class per id (the entry points of ``ENVIRONMENTS``), each documenting its user
+model and leave rule."""
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
 from ialp.envs.rec_env import RecEnv
-from ialp.envs.registration import BUILDERS
+from ialp.envs.registration import build_parts
 
 
 class _RegisteredEnv(RecEnv):
     env_id: ClassVar[str]
 
     def __init__(self, **kwargs: Any) -> None:
-        model, env_kw = BUILDERS[self.env_id](kwargs)
+        model, env_kw = build_parts(self.env_id, kwargs)
         super().__init__(model, **env_kw)
 
 
@@ -166,8 +167,3 @@ class KuaiRandEnv(_RegisteredEnv):
     """
 
     env_id = "ialp/KuaiRand-v0"
-
-
-ENV_CLASSES: dict[str, type[RecEnv]] = {
-    cls.env_id: cls for cls in (SyntheticEnv, MovieLensEnv, KuaiRecEnv, KuaiRandEnv)
-}

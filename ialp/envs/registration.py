@@ -1,11 +1,13 @@
-"""Factories behind the registered ids, and ``make_batched`` for the vectorised twin of each."""
+"""The environment factory: one table of ids (:data:`ENVIRONMENTS`), the parts behind each (:func:`build_parts`),
+and the doors built on them: ``gym.make``/``gym.make_vec`` (:func:`register_envs`), :func:`make_batched` and the
+experiment pipeline (``ialp.agents.distill.build_world``)."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import os
-from collections.abc import Callable, Mapping
+import inspect
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,12 +17,14 @@ from ialp.envs.rec_env import RecEnv
 from ialp.envs.session import CandidateProvider, ItemKNNCandidates, RandomCandidates
 from ialp.simulators import LoggedUserModel, MFConfig, SyntheticConfig, SyntheticUserModel, UserModel
 from ialp.simulators.leave import LeaveRule, make_leave_rule
+from ialp.storage import resolve_data_dir
 
 if TYPE_CHECKING:
+    from ialp.envs.gym_vector import RecVectorEnv
     from ialp.envs.vector import BatchedRecEnv
 
-ENV_ARGS = ("history_len", "repeat", "repeat_penalty", "leave_rules", "candidates", "leave", "warm_start",
-            "render_mode")
+#: Arguments of the environment itself (the rest go to the user model): ``RecEnv``'s own parameters.
+ENV_ARGS = tuple(p for p in inspect.signature(RecEnv.__init__).parameters if p not in ("self", "model"))
 MAX_EPISODE_STEPS = 50
 
 #: The anchors' evaluation settings (EasyRL4Rec / DORL): environment arguments each one sets.
@@ -70,74 +74,81 @@ def candidate_provider(env_id: str, spec: Mapping[str, Any]) -> CandidateProvide
         raise ValueError(f"{env_id}: candidates {dict(spec)}: {exc}") from None
 
 
-def _synthetic(kwargs: Mapping[str, Any]) -> tuple[UserModel, dict]:
-    fields = tuple(f.name for f in dataclasses.fields(SyntheticConfig))
-    model_kw, env_kw = _split("ialp/Synthetic-v0", kwargs, fields)
-    return SyntheticUserModel(SyntheticConfig(**model_kw)), env_kw
-
-
-_DOWNLOAD = {
-    "MovieLens": "https://grouplens.org/datasets/movielens/ (ml-latest-small, ml-100k or ml-1m)",
-    "KuaiRec": "https://kuairec.com/ (unzip KuaiRec 2.0; point data_dir at the folder holding data/)",
-    "KuaiRand": "https://kuairand.com/ (KuaiRand-Pure, -1K or -27K; point data_dir at the folder holding data/)",
-}
-
-
-def _resolve_dir(name: str, data_dir: str | os.PathLike | None) -> Path:
-    env_var = f"IALP_{name.upper()}_DIR" if name != "MovieLens" else "IALP_DATA_DIR"
-    path = data_dir or os.environ.get(env_var)
-    if not path:
-        raise FileNotFoundError(f"ialp/{name}-v0 needs its data: pass data_dir=... or set {env_var}. "
-                                f"Get the data from {_DOWNLOAD[name]}.")
-    if not Path(path).exists():
-        raise FileNotFoundError(f"ialp/{name}-v0: data_dir {str(path)!r} does not exist. "
-                                f"Get the data from {_DOWNLOAD[name]}.")
-    return Path(path).resolve()
-
-
 @functools.lru_cache(maxsize=8)
-def _logged_model(kind: str, path: Path, mf: MFConfig, reward_noise: float, options: tuple) -> LoggedUserModel:
+def _logged_model(dataset: str, path: Path, mf: MFConfig, reward_noise: float, options: tuple) -> LoggedUserModel:
     """Load and fit once per process (the fitted factors are also cached on disk)."""
-    from ialp import data
+    from ialp.data import load_dataset
 
-    loader: Callable[..., data.LoggedData] = {
-        "MovieLens": data.load_movielens, "KuaiRec": data.load_kuairec, "KuaiRand": data.load_kuairand,
-    }[kind]
-    return LoggedUserModel(loader(path, **dict(options)), mf=mf, reward_noise=reward_noise)
+    return LoggedUserModel(load_dataset(path, dataset, **dict(options)), mf=mf, reward_noise=reward_noise)
 
 
-def _logged(kind: str, default_rules: list[dict]) -> Callable[[Mapping[str, Any]], tuple[UserModel, dict]]:
-    extra = {"KuaiRec": ("matrix",), "KuaiRand": ("feedback",)}.get(kind, ())
+@dataclasses.dataclass(frozen=True)
+class Environment:
+    """One registered id: how its user model is built, and the class ``gym.make`` instantiates.
 
-    def build(kwargs: Mapping[str, Any]) -> tuple[UserModel, dict]:
-        args = ("data_dir", "mf", "reward_noise", *extra)
-        model_kw, env_kw = _split(f"ialp/{kind}-v0", {"leave_rules": default_rules, **kwargs}, args)
+    Attributes:
+        entry_point: The documented ``RecEnv`` subclass (``module:Class``), as Gymnasium names entry points.
+        model_args: Arguments that go to the user model (the others are ``ENV_ARGS``).
+        dataset: Logged data sets only: the ``ialp.data.load_dataset`` kind (its folder: ``data_dir`` or the
+            data set's environment variable, see ``ialp.storage.DATA_SOURCES``).
+        loader_args: Logged data sets only: the arguments that are loader options (e.g. KuaiRec's ``matrix``).
+        leave_rules: Default leave rules (a ``leave_rules`` argument replaces them).
+    """
+
+    entry_point: str
+    model_args: tuple[str, ...]
+    dataset: str | None = None
+    loader_args: tuple[str, ...] = ()
+    leave_rules: tuple[Mapping[str, Any], ...] = ()
+
+    def build_model(self, env_id: str, model_kw: Mapping[str, Any]) -> UserModel:
+        """The user model from its arguments."""
+        if self.dataset is None:
+            return SyntheticUserModel(SyntheticConfig(**model_kw))
         mf = model_kw.get("mf") or {}
-        model = _logged_model(kind, _resolve_dir(kind, model_kw.get("data_dir")),
-                              mf if isinstance(mf, MFConfig) else MFConfig(**mf),
-                              float(model_kw.get("reward_noise", 0.0)),
-                              tuple(sorted((k, model_kw[k]) for k in extra if k in model_kw)))
-        return model, env_kw
-
-    return build
+        return _logged_model(self.dataset, resolve_data_dir(self.dataset, model_kw.get("data_dir"), env_id),
+                             mf if isinstance(mf, MFConfig) else MFConfig(**mf),
+                             float(model_kw.get("reward_noise", 0.0)),
+                             tuple(sorted((k, model_kw[k]) for k in self.loader_args if k in model_kw)))
 
 
-BUILDERS: dict[str, Callable[[Mapping[str, Any]], tuple[UserModel, dict]]] = {
-    "ialp/Synthetic-v0": _synthetic,
-    "ialp/MovieLens-v0": _logged("MovieLens", [{"rule": "tag", "window": 5, "threshold": 3},
-                                               {"rule": "low_reward", "threshold": 3.0, "patience": 3}]),
-    "ialp/KuaiRec-v0": _logged("KuaiRec", [{"rule": "tag", "window": 5, "threshold": 3},
-                                           {"rule": "low_reward", "threshold": 0.5, "patience": 3}]),
-    "ialp/KuaiRand-v0": _logged("KuaiRand", [{"rule": "tag", "window": 5, "threshold": 3},
-                                             {"rule": "low_reward", "threshold": 0.2, "patience": 3}]),
+def _logged(name: str, dataset: str, low_reward: float, loader_args: tuple[str, ...] = ()) -> Environment:
+    return Environment(f"ialp.envs.registered:{name}Env", ("data_dir", "mf", "reward_noise", *loader_args), dataset,
+                       loader_args, ({"rule": "tag", "window": 5, "threshold": 3},
+                                     {"rule": "low_reward", "threshold": low_reward, "patience": 3}))
+
+
+#: The registration table: every ialp id, once.
+ENVIRONMENTS: dict[str, Environment] = {
+    "ialp/Synthetic-v0": Environment("ialp.envs.registered:SyntheticEnv",
+                                     tuple(f.name for f in dataclasses.fields(SyntheticConfig))),
+    "ialp/MovieLens-v0": _logged("MovieLens", "movielens", 3.0),
+    "ialp/KuaiRec-v0": _logged("KuaiRec", "kuairec", 0.5, ("matrix",)),
+    "ialp/KuaiRand-v0": _logged("KuaiRand", "kuairand", 0.2, ("feedback",)),
 }
+
+
+def build_parts(env_id: str, kwargs: Mapping[str, Any]) -> tuple[UserModel, dict[str, Any]]:
+    """The user model and the environment arguments behind ``gym.make(env_id, **kwargs)``.
+
+    Raises:
+        gymnasium.error.UnregisteredEnv: ``env_id`` is not an ialp id.
+        TypeError: An argument neither the model nor the environment accepts.
+    """
+    if env_id not in ENVIRONMENTS:
+        raise gym.error.UnregisteredEnv(f"{env_id!r} is not an ialp environment; known: {sorted(ENVIRONMENTS)}")
+    env = ENVIRONMENTS[env_id]
+    model_kw, env_kw = _split(env_id, {"leave_rules": list(env.leave_rules), **kwargs}, env.model_args)
+    return env.build_model(env_id, model_kw), env_kw
 
 
 def make_env(env_id: str, **kwargs: Any) -> RecEnv:
     """The registered class of ``env_id`` built with ``kwargs`` (as ``gym.make`` does, minus wrappers)."""
-    from ialp.envs.registered import ENV_CLASSES
-
-    return ENV_CLASSES[env_id](**kwargs)
+    if env_id not in ENVIRONMENTS:
+        raise gym.error.UnregisteredEnv(f"{env_id!r} is not an ialp environment; known: {sorted(ENVIRONMENTS)}")
+    env = gym.envs.registration.load_env_creator(ENVIRONMENTS[env_id].entry_point)(**kwargs)
+    assert isinstance(env, RecEnv)
+    return env
 
 
 def make_batched(env_id: str, num_envs: int, seed: int | None = None,
@@ -147,26 +158,30 @@ def make_batched(env_id: str, num_envs: int, seed: int | None = None,
     ``seed`` gives user ``i`` the seed ``seed + i`` (as ``VecEnv.seed``); the episode cap defaults
     to the registered ``max_episode_steps``.
     """
-    if env_id not in BUILDERS:
-        raise gym.error.UnregisteredEnv(f"{env_id!r} is not an ialp environment; known: {sorted(BUILDERS)}")
     from ialp.envs.vector import BatchedRecEnv  # needs stable-baselines3 (the "rl" extra)
 
-    model, env_kw = BUILDERS[env_id](kwargs)
-    env_kw.pop("render_mode", None)
-    cap = max_episode_steps or gym.spec(env_id).max_episode_steps
-    venv = BatchedRecEnv(model, num_envs, max_episode_steps=cap, **env_kw)
+    model, env_kw = build_parts(env_id, kwargs)
+    venv = BatchedRecEnv(model, num_envs, max_episode_steps=max_episode_steps or MAX_EPISODE_STEPS, **env_kw)
     if seed is not None:
         venv.seed(seed)
     return venv
 
 
+def make_vector(env_id: str, num_envs: int, **kwargs: Any) -> RecVectorEnv:
+    """``gym.make_vec(env_id, num_envs, vectorization_mode="vector_entry_point", **kwargs)``: the batched env as a
+    Gymnasium ``VectorEnv`` (see ``ialp.envs.gym_vector``)."""
+    from ialp.envs.gym_vector import RecVectorEnv
+
+    return RecVectorEnv(make_batched(env_id, num_envs, **kwargs))
+
+
 def register_envs() -> None:
     """Register every ialp id with Gymnasium (idempotent)."""
-    from ialp.envs.registered import ENV_CLASSES
-
-    for env_id, cls in ENV_CLASSES.items():
+    for env_id, env in ENVIRONMENTS.items():
         if env_id not in gym.registry:
-            gym.register(env_id, entry_point=f"{cls.__module__}:{cls.__name__}", max_episode_steps=MAX_EPISODE_STEPS)
+            gym.register(env_id, entry_point=env.entry_point, max_episode_steps=MAX_EPISODE_STEPS,
+                         vector_entry_point=functools.partial(make_vector, env_id))
 
 
-__all__ = ["BUILDERS", "SETTINGS", "LeaveRule", "make_batched", "make_env", "register_envs"]
+__all__ = ["ENVIRONMENTS", "ENV_ARGS", "SETTINGS", "Environment", "LeaveRule", "build_parts", "make_batched",
+           "make_env", "make_vector", "register_envs"]

@@ -351,3 +351,64 @@ class SessionBatch:
         rows = self._rows if rows is None else rows
         seen = self.consumed[rows] if self.candidates is None else self.consumed[rows[:, None], self.cand_items[rows]]
         return ~seen
+
+
+class SessionFace:
+    """What code outside ``ialp.envs`` may read of a batch of sessions beyond ``step``'s ``infos``: copies, never the
+    session's own arrays, so that ``SessionBatch`` can change without breaking its readers.
+
+    ``BatchedRecEnv.face`` and ``RecEnv.face`` return one. The *ground-truth* readers (``user_state``,
+    ``expected_rewards``) are for oracles only (upper bounds and the oracle LLM), which know the hidden user.
+    """
+
+    def __init__(self, session: SessionBatch) -> None:
+        self._session = session
+
+    @property
+    def num_users(self) -> int:
+        """Users in the batch."""
+        return self._session.n
+
+    @property
+    def reward_range(self) -> tuple[float, float]:
+        """The user model's feedback range."""
+        lo, hi = self._session.model.reward_range
+        return float(lo), float(hi)
+
+    def window_items(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Item ids of the observation window, (B, W) oldest first, -1 where empty (aligned with ``feedback``)."""
+        s = self._session
+        items = s.hist_items[:, -s.history_len:]
+        return (items if rows is None else items[rows]).copy()
+
+    def window_feedback(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Feedback of those items, (B, W), as the observation shows it (0 where empty)."""
+        return self._session._unroll(self._session.hist_feedback, rows)
+
+    def candidate_items(self) -> np.ndarray | None:
+        """Item ids of the current candidate slots, (B, K); None without a candidate provider."""
+        s = self._session
+        return None if s.candidates is None else s.cand_items.copy()
+
+    def candidate_tracker(self) -> CandidateTracker | None:
+        """The stateful tracker proposing the candidate slots (to inspect, e.g. its pool size), or None when the
+        provider's ``propose`` runs at every step."""
+        return self._session.tracker
+
+    def steps(self) -> np.ndarray:
+        """Steps taken in each user's current session, (B,) (0 right after a reset)."""
+        return self._session.t.copy()
+
+    def consumed(self) -> np.ndarray | None:
+        """(B, n_items) True for the items of each session so far; None under ``repeat="allow"`` (not tracked)."""
+        s = self._session
+        return s.consumed.copy() if s.consumed.shape[1] else None
+
+    def user_state(self, rows: np.ndarray | None = None) -> UserState:
+        """Ground truth: a copy of the hidden user state (of all users or of ``rows``)."""
+        return {k: (v if rows is None else v[rows]).copy() for k, v in self._session.user_state.items()}
+
+    def expected_rewards(self) -> np.ndarray:
+        """Ground truth: every item's expected reward for each user now, (B, n_items)."""
+        s = self._session
+        return s.model.expected_rewards(s.user_state)

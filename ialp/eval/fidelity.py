@@ -44,16 +44,13 @@ import numpy as np
 import pandas as pd
 
 from ialp import random as crng
-from ialp.data import InteractionLog, ItemCatalog, LoggedData, load_dataset
+from ialp.data import InteractionLog, ItemCatalog, LoggedData
+from ialp.envs.registration import ENVIRONMENTS, build_parts
 from ialp.simulators.leave import LeaveRule
-from ialp.simulators.logged import LoggedUserModel, MFConfig, _auc
+from ialp.simulators.logged import LoggedUserModel, MFConfig, roc_auc
 
-LOGGED_ENVS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "ialp/MovieLens-v0": ("movielens", ()),
-    "ialp/KuaiRec-v0": ("kuairec", ("matrix",)),
-    "ialp/KuaiRand-v0": ("kuairand", ("feedback",)),
-}
-"""Env id -> (data set kind, env arguments that are loader options)."""
+LOGGED_ENVS: tuple[str, ...] = tuple(env_id for env_id, env in ENVIRONMENTS.items() if env.dataset is not None)
+"""The registered ids whose simulator is fitted on a log."""
 POLICIES = ("greedy", "popularity", "random", "unpopular", "anti-greedy")
 ENV_OPTIONS = ("history_len", "repeat", "repeat_penalty")
 
@@ -112,13 +109,10 @@ def fidelity_report(env_id: str, data_dir: str | Path, out: str | Path | None = 
     """
     if env_id not in LOGGED_ENVS:
         raise ValueError(f"fidelity needs a logged env, one of {', '.join(LOGGED_ENVS)}; got {env_id!r}")
-    from ialp.envs.registration import BUILDERS
-
-    model, env_kw = BUILDERS[env_id]({**env_kwargs, "data_dir": str(data_dir)})
+    model, env_kw = build_parts(env_id, {**env_kwargs, "data_dir": str(data_dir)})
     if not isinstance(model, LoggedUserModel):
         raise TypeError(f"{env_id}: expected a LoggedUserModel, got {type(model).__name__}")
-    kind, loader_options = LOGGED_ENVS[env_id]
-    data = load_dataset(data_dir, kind, **{k: env_kwargs[k] for k in loader_options if k in env_kwargs})
+    data = model.data
     mf = env_kwargs.get("mf") or {}
     holdout = (mf if isinstance(mf, MFConfig) else MFConfig(**mf)).holdout_fraction
     report = {"env": env_id, **assess(data, model, env_kw["leave_rules"], options, holdout_fraction=holdout,
@@ -207,8 +201,8 @@ def _response(y: np.ndarray, pred: np.ndarray, train: InteractionLog, test: Inte
     out["calibration"], out["calibration_error"] = _calibration(pred, y, opts.bins)
     _, out["calibration_error_user_mean_baseline"] = _calibration(user_mean, y, opts.bins)
     binary = bool(np.isin(y, (0.0, 1.0)).all() and np.isin(train.feedback, (0.0, 1.0)).all())
-    out["auc"] = _auc(y, pred) if binary else None
-    out["auc_item_mean_baseline"] = _auc(y, item_mean) if binary else None
+    out["auc"] = roc_auc(y, pred) if binary else None
+    out["auc_item_mean_baseline"] = roc_auc(y, item_mean) if binary else None
     return out
 
 
@@ -396,12 +390,12 @@ class _ScorePolicy:
         self.shown: np.ndarray | None = None
 
     def act(self, obs: dict[str, np.ndarray], venv: Any) -> np.ndarray:
-        session = venv.session
+        face = venv.face
         if self.shown is None:
-            self.shown = np.zeros((session.n, session.model.n_items), dtype=bool)
-        self.shown[session.t == 0] = False
-        actions = np.where(self.shown, -np.inf, self.score(session.user_state["user"])).argmax(axis=1)
-        self.shown[np.arange(session.n), actions] = True
+            self.shown = np.zeros((face.num_users, venv.model.n_items), dtype=bool)
+        self.shown[face.steps() == 0] = False
+        actions = np.where(self.shown, -np.inf, self.score(face.user_state()["user"])).argmax(axis=1)
+        self.shown[np.arange(face.num_users), actions] = True
         return actions
 
 

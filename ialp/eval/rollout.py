@@ -51,20 +51,30 @@ class OraclePolicy:
     """
 
     def act(self, obs: dict[str, np.ndarray], venv: BatchedRecEnv) -> np.ndarray:
-        session = venv.session
-        scores = session.model.expected_rewards(session.user_state)
-        if session.consumed.shape[1]:
-            scores = np.where(session.consumed, -np.inf, scores)
-        if session.candidates is not None:
-            return np.argmax(np.take_along_axis(scores, session.cand_items, axis=1), axis=1)
+        face = venv.face
+        scores = face.expected_rewards()
+        consumed, candidates = face.consumed(), face.candidate_items()
+        if consumed is not None:
+            scores = np.where(consumed, -np.inf, scores)
+        if candidates is not None:
+            return np.argmax(np.take_along_axis(scores, candidates, axis=1), axis=1)
         return np.argmax(scores, axis=1)
+
+
+class Predictor(Protocol):
+    """What :class:`SB3Policy` calls: stable-baselines3's ``predict`` (``BaseAlgorithm`` or a fixed policy)."""
+
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = False) -> tuple[np.ndarray, Any]:
+        """Actions for a batch of observations (and the recurrent state)."""
+        ...
 
 
 @dataclass
 class SB3Policy:
-    """A trained stable-baselines3 model, acting deterministically unless told otherwise."""
+    """A trained stable-baselines3 model (any :class:`Predictor`), acting deterministically unless told otherwise."""
 
-    model: Any
+    model: Predictor
     deterministic: bool = True
 
     def act(self, obs: dict[str, np.ndarray], venv: BatchedRecEnv) -> np.ndarray:
@@ -101,7 +111,7 @@ def evaluate(policy: Policy, venv: BatchedRecEnv, seed: int, episodes_per_user: 
             if popularity is not None else np.full(venv.model.n_items, np.nan))
     novelty: list[float] = []
     venv.seed(seed)
-    obs: dict[str, np.ndarray] = venv.reset()  # type: ignore[assignment]
+    obs: dict[str, np.ndarray] = venv.reset()
     running = np.zeros(venv.num_envs)
     steps = np.zeros(venv.num_envs, dtype=np.int64)
     finished = np.zeros(venv.num_envs, dtype=np.int64)
@@ -115,7 +125,7 @@ def evaluate(policy: Policy, venv: BatchedRecEnv, seed: int, episodes_per_user: 
     while finished.min() < episodes_per_user:
         active = finished < episodes_per_user
         next_obs, rewards, dones, infos = venv.step(policy.act(obs, venv))
-        obs = next_obs  # type: ignore[assignment]
+        obs = next_obs
         items = np.array([i["item"] for i in infos], dtype=np.int64)
         shown[items[active]] = True
         novelty.extend(info[items[active]].tolist())

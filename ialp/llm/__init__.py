@@ -7,9 +7,19 @@
 
 from __future__ import annotations
 
-from ialp.llm.base import APIS, CachedBackend, Completion, LLMBackend, LLMConfig, LLMError, LLMStats, ScoreResult
+from ialp.llm.base import (
+    APIS,
+    BACKENDS,
+    CachedBackend,
+    Completion,
+    LLMBackend,
+    LLMConfig,
+    LLMError,
+    LLMStats,
+    ScoreResult,
+)
 from ialp.llm.cache import LLMCache, default_cache_path, make_key
-from ialp.llm.factory import BACKENDS, make_backend
+from ialp.llm.factory import make_backend
 from ialp.llm.retry import RequestError, RetryPolicy
 from ialp.llm.serve import serve_command, start_server, stop_server
 

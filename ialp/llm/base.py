@@ -9,20 +9,35 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal, TypeVar, get_args
+
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
+from pydantic.dataclasses import dataclass as config_dataclass
+
+from ialp.schema import STRICT
 
 #: Values of ``LLMConfig.api``: ``chat`` applies the model's chat template (chat endpoint), ``completions`` sends the
 #: prompt as raw text (what base models such as the default gemma-3-270m need), ``auto`` picks per backend.
-APIS = ("auto", "chat", "completions")
+Api = Literal["auto", "chat", "completions"]
+APIS: tuple[str, ...] = get_args(Api)
+
+#: backend name -> (module, class), built by :func:`ialp.llm.make_backend`. ``oracle`` answers from the simulator's
+#: ground truth (an upper bound, no LLM).
+BACKENDS: dict[str, tuple[str, str]] = {
+    "llamacpp": ("ialp.llm.llamacpp_backend", "LlamaCppBackend"),
+    "openai": ("ialp.llm.openai_backend", "OpenAIBackend"),
+    "vllm": ("ialp.llm.vllm_backend", "VLLMBackend"),
+    "oracle": ("ialp.llm.oracle", "OracleBackend"),
+}
 
 
 class LLMError(RuntimeError):
     """A backend could not be used at all (bad configuration, missing package, server unreachable)."""
 
 
-@dataclass(frozen=True)
+@config_dataclass(frozen=True, config=STRICT)
 class LLMConfig:
     """How to reach and sample an LLM; ``llm:`` in experiment configs. Secrets never live here:
     the API key is read from the environment variable named by ``api_key_env``."""
@@ -31,39 +46,25 @@ class LLMConfig:
     model: str = "gemma-3-270m-q4_k_m"
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
-    temperature: float = 0.0
-    max_tokens: int = 16
+    temperature: NonNegativeFloat = 0.0
+    max_tokens: PositiveInt = 16
     seed: int = 0
-    timeout_s: float = 60.0
-    max_retries: int = 3
-    backoff_s: float = 0.5
-    concurrency: int = 4
+    timeout_s: PositiveFloat = 60.0
+    max_retries: NonNegativeInt = 3
+    backoff_s: NonNegativeFloat = 0.5
+    concurrency: PositiveInt = 4
     cache_dir: str | None = None
-    n_ctx: int = 2048
-    n_threads: int | None = None
-    api: str = "auto"
+    n_ctx: PositiveInt = 2048
+    n_threads: PositiveInt | None = None
+    api: Api = "auto"
     cache: bool = True
 
-    def __post_init__(self) -> None:
-        if self.api not in APIS:
-            raise ValueError(f"llm.api={self.api!r} is not one of {list(APIS)}")
-        for name in ("max_tokens", "concurrency", "n_ctx"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"llm.{name}={getattr(self, name)!r} must be >= 1")
-        for name in ("max_retries", "backoff_s", "temperature"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"llm.{name}={getattr(self, name)!r} must be >= 0")
-        if self.timeout_s <= 0:
-            raise ValueError(f"llm.timeout_s={self.timeout_s!r} must be > 0")
-
+    @field_validator("backend")
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> LLMConfig:
-        """Build a config from a mapping (e.g. the ``llm:`` block of a YAML file), naming any unknown field."""
-        allowed = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(allowed))
-        if unknown:
-            raise ValueError(f"unknown llm config field(s) {unknown}; allowed: {allowed}")
-        return cls(**dict(data))
+    def _known(cls, value: str) -> str:
+        if value not in BACKENDS:
+            raise ValueError(f"unknown llm backend {value!r}; allowed: {sorted(BACKENDS)}")
+        return value
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the fields (holds no secret: only the *name* of the key's environment variable)."""
@@ -155,6 +156,10 @@ class ScoreResult:
     error: str | None = None
 
 
+Q = TypeVar("Q")  # one request: a prompt, or a (prompt, continuation) pair
+A = TypeVar("A", Completion, ScoreResult)  # its answer
+
+
 class CachedBackend(LLMBackend):
     """Base for real backends: owns the cache lookup and the counters; subclasses fill two hooks.
 
@@ -209,49 +214,57 @@ class CachedBackend(LLMBackend):
                 "max_tokens": int(self.config.max_tokens if max_tokens is None else max_tokens),
                 "stop": list(stop) if stop else None, "seed": self.config.seed, "api": self.config.api}
 
-    def complete(self, prompts: Sequence[str], *, max_tokens: int | None = None, temperature: float | None = None,
-                 stop: Sequence[str] | None = None, cache_tag: str = "") -> list[Completion]:
-        """Generate one completion per prompt; cached answers are returned without calling the model."""
-        params = self.sampling_params(max_tokens=max_tokens, temperature=temperature, stop=stop)
-        keys = [self._key("complete", p, params, cache_tag) for p in prompts]
+    def _through_cache(self, keys: Sequence[str], requests: Sequence[Q], run: Callable[[list[Q]], list[A]],
+                       stored: Callable[[A], dict[str, Any]], restored: Callable[[dict[str, Any]], A]) -> list[A]:
+        """The one cache path of :meth:`complete` and :meth:`score_detailed`.
+
+        Looks every key up, sends each distinct miss once to ``run``, stores the successes (``stored(answer)``),
+        serves repeats within the batch from the first answer, and counts calls, failures and cache hits.
+        """
         found = self.cache.get_many(keys) if self.cache is not None else {}
-        todo: dict[str, str] = {}  # key -> prompt, each distinct miss once
-        for key, prompt in zip(keys, prompts, strict=True):
+        todo: dict[str, Q] = {}  # key -> request, each distinct miss once
+        for key, request in zip(keys, requests, strict=True):
             if key not in found:
-                todo.setdefault(key, prompt)
-        fresh: dict[str, Completion] = {}
+                todo.setdefault(key, request)
+        fresh: dict[str, A] = {}
         if todo:
-            answers = self._complete_batch(list(todo.values()), params)
+            answers = run(list(todo.values()))
             if len(answers) != len(todo):
-                raise LLMError(f"{self.name}: backend returned {len(answers)} answers for {len(todo)} prompts")
+                raise LLMError(f"{self.name}: backend returned {len(answers)} answers for {len(todo)} requests")
             fresh = dict(zip(todo, answers, strict=True))
             with self._stats_lock:
                 self.stats.calls += len(todo)
                 self.stats.failures += sum(a.error is not None for a in answers)
             if self.cache is not None:
-                self.cache.put_many({k: {"text": a.text, "prompt_tokens": a.prompt_tokens,
-                                         "completion_tokens": a.completion_tokens}
-                                     for k, a in fresh.items() if a.error is None and a.text is not None})
-        out: list[Completion] = []
+                self.cache.put_many({k: stored(a) for k, a in fresh.items() if a.error is None})
+        out: list[A] = []
         seen: set[str] = set()
         hits = 0
         for key in keys:
             if key in found:
-                v = found[key]
-                out.append(Completion(text=v["text"], prompt_tokens=v.get("prompt_tokens", 0),
-                                      completion_tokens=v.get("completion_tokens", 0), cached=True))
+                out.append(restored(found[key]))
                 hits += 1
             elif key not in seen:  # first occurrence of a miss: the model's answer
                 seen.add(key)
                 out.append(fresh[key])
-            else:  # the same prompt again in this batch: served from the first answer
-                first = fresh[key]
-                ok = first.error is None
-                out.append(replace(first, cached=ok))
+            else:  # the same request again in this batch: served from the first answer
+                ok = fresh[key].error is None
+                out.append(replace(fresh[key], cached=ok))
                 hits += ok
         with self._stats_lock:
             self.stats.cache_hits += hits
         return out
+
+    def complete(self, prompts: Sequence[str], *, max_tokens: int | None = None, temperature: float | None = None,
+                 stop: Sequence[str] | None = None, cache_tag: str = "") -> list[Completion]:
+        """Generate one completion per prompt; cached answers are returned without calling the model."""
+        params = self.sampling_params(max_tokens=max_tokens, temperature=temperature, stop=stop)
+        return self._through_cache(
+            [self._key("complete", p, params, cache_tag) for p in prompts], prompts,
+            lambda todo: self._complete_batch(todo, params),
+            lambda a: {"text": a.text, "prompt_tokens": a.prompt_tokens, "completion_tokens": a.completion_tokens},
+            lambda v: Completion(text=v["text"], prompt_tokens=v.get("prompt_tokens", 0),
+                                 completion_tokens=v.get("completion_tokens", 0), cached=True))
 
     def score(self, prompts: Sequence[str], continuations: Sequence[Sequence[str]],
               cache_tag: str = "") -> list[list[float] | None]:
@@ -274,42 +287,10 @@ class CachedBackend(LLMBackend):
     def score_detailed(self, pairs: Sequence[tuple[str, str]], cache_tag: str = "") -> list[ScoreResult]:
         """Like :meth:`score` on flat (prompt, continuation) pairs, keeping token counts and error strings."""
         params = {"seed": self.config.seed}
-        keys = [self._key("score", p, params, cache_tag, c) for p, c in pairs]
-        found = self.cache.get_many(keys) if self.cache is not None else {}
-        todo: dict[str, tuple[str, str]] = {}
-        for key, pair in zip(keys, pairs, strict=True):
-            if key not in found:
-                todo.setdefault(key, pair)
-        fresh: dict[str, ScoreResult] = {}
-        if todo:
-            answers = self._score_batch(list(todo.values()))
-            if len(answers) != len(todo):
-                raise LLMError(f"{self.name}: backend returned {len(answers)} scores for {len(todo)} pairs")
-            fresh = dict(zip(todo, answers, strict=True))
-            with self._stats_lock:
-                self.stats.calls += len(todo)
-                self.stats.failures += sum(a.error is not None for a in answers)
-            if self.cache is not None:
-                self.cache.put_many({k: {"logprob": a.logprob, "n_tokens": a.n_tokens, "prompt_tokens": a.prompt_tokens}
-                                     for k, a in fresh.items() if a.error is None and a.logprob is not None})
-        out: list[ScoreResult] = []
-        seen: set[str] = set()
-        hits = 0
-        for key in keys:
-            if key in found:
-                v = found[key]
-                out.append(ScoreResult(v["logprob"], v.get("n_tokens", 0), v.get("prompt_tokens", 0), cached=True))
-                hits += 1
-            elif key not in seen:
-                seen.add(key)
-                out.append(fresh[key])
-            else:
-                ok = fresh[key].error is None
-                out.append(replace(fresh[key], cached=ok))
-                hits += ok
-        with self._stats_lock:
-            self.stats.cache_hits += hits
-        return out
+        return self._through_cache(
+            [self._key("score", p, params, cache_tag, c) for p, c in pairs], pairs, self._score_batch,
+            lambda a: {"logprob": a.logprob, "n_tokens": a.n_tokens, "prompt_tokens": a.prompt_tokens},
+            lambda v: ScoreResult(v["logprob"], v.get("n_tokens", 0), v.get("prompt_tokens", 0), cached=True))
 
     def close(self) -> None:
         """Close the cache's connections."""

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ialp.storage import cache_root
+
 _SCHEMA = "CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID"
 _BATCH = 500  # SQLite's bound on host parameters is 999 in old builds
 
@@ -32,9 +34,7 @@ def default_cache_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """``cache_dir``/cache.sqlite if given, else ``$IALP_CACHE_DIR/llm/cache.sqlite``, else under ``~/.cache/ialp``."""
     if cache_dir is not None:
         return Path(cache_dir).expanduser() / "cache.sqlite"
-    root = os.environ.get("IALP_CACHE_DIR")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "ialp"
-    return base / "llm" / "cache.sqlite"
+    return cache_root().expanduser() / "llm" / "cache.sqlite"
 
 
 class LLMCache:

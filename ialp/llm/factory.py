@@ -6,31 +6,22 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from ialp.llm.base import LLMBackend, LLMConfig
-
-#: backend name -> (module, class). ``oracle`` answers from the simulator's ground truth (an upper bound, no LLM).
-BACKENDS: dict[str, tuple[str, str]] = {
-    "llamacpp": ("ialp.llm.llamacpp_backend", "LlamaCppBackend"),
-    "openai": ("ialp.llm.openai_backend", "OpenAIBackend"),
-    "vllm": ("ialp.llm.vllm_backend", "VLLMBackend"),
-    "oracle": ("ialp.llm.oracle", "OracleBackend"),
-}
+from ialp.llm.base import BACKENDS, LLMBackend, LLMConfig
+from ialp.schema import parse
 
 
 def make_backend(config: LLMConfig | Mapping[str, Any], **kwargs: Any) -> LLMBackend:
     """Build the backend named by ``config.backend``.
 
     Args:
-        config: An :class:`LLMConfig` or a mapping of its fields (unknown fields raise ``ValueError`` naming them).
+        config: An :class:`LLMConfig` or a mapping of its fields (validated like the ``llm:`` section of a file).
         **kwargs: Passed to the backend's constructor (e.g. the oracle's ground truth).
 
     Raises:
-        ValueError: Unknown backend or config field.
+        ConfigError: Unknown backend or config field, or a value out of range (a ``ValueError``).
         LLMError: The backend's optional dependencies are missing.
     """
-    cfg = config if isinstance(config, LLMConfig) else LLMConfig.from_dict(config)
-    if cfg.backend not in BACKENDS:
-        raise ValueError(f"unknown llm backend {cfg.backend!r}; allowed: {sorted(BACKENDS)}")
+    cfg = config if isinstance(config, LLMConfig) else parse(LLMConfig, config, "llm")
     module_name, class_name = BACKENDS[cfg.backend]
     try:
         module = importlib.import_module(module_name)

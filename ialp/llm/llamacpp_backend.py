@@ -20,7 +20,7 @@ import numpy as np
 from ialp.llm.base import CachedBackend, Completion, LLMConfig, LLMError, ScoreResult
 
 DEFAULT_MODEL = "gemma-3-270m-q4_k_m"
-_DEFAULT_NAMES = ("", DEFAULT_MODEL, f"{DEFAULT_MODEL}.gguf")
+DEFAULT_NAMES = ("", DEFAULT_MODEL, f"{DEFAULT_MODEL}.gguf")
 _MODELS: dict[tuple[str, int, int, int], tuple[Any, threading.Lock]] = {}
 _MODELS_LOCK = threading.Lock()
 _assembled: Path | None = None
@@ -40,7 +40,7 @@ def default_gguf_path() -> Path:
 
 def resolve_model_path(model: str) -> Path:
     """The GGUF file for ``config.model``: the packaged default by name, or a path to any GGUF."""
-    if model in _DEFAULT_NAMES:
+    if model in DEFAULT_NAMES:
         return default_gguf_path()
     path = Path(model).expanduser()
     if path.is_file():

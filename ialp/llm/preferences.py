@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -27,10 +27,11 @@ from ialp.llm.base import Completion, LLMBackend, LLMError
 from ialp.llm.parse import parse_choice
 from ialp.llm.prompts import PreferenceQuery, load_template, render_history, render_query
 
-__all__ = ["MODES", "Preference", "PreferenceExtractor"]
+__all__ = ["MODES", "Mode", "Preference", "PreferenceExtractor"]
 
+#: How a preference is read from the LLM: ``choice`` (it names a letter) or ``score`` (log-probabilities).
 Mode = Literal["choice", "score"]
-MODES: tuple[str, ...] = ("choice", "score")
+MODES: tuple[str, ...] = get_args(Mode)
 
 
 @dataclass(frozen=True)

@@ -209,36 +209,30 @@ def query_from_log(log: InteractionLog, user: int, candidates: Sequence[int] | n
 
 
 def query_from_env(env: Any, row: int = 0, candidates: Sequence[int] | np.ndarray | None = None) -> PreferenceQuery:
-    """The query for user ``row`` of a live environment, read from its session.
+    """The query for user ``row`` of a live environment, read from its ``face`` (``ialp.envs.SessionFace``).
 
     Works for a ``gym.make``'d ``RecEnv`` (any wrappers; ``row`` 0) and a ``BatchedRecEnv``. The history
-    is the observation window: the last W items in ``session.hist_items`` with the unrolled feedback of
-    ``session.observation()``.
+    is the observation window: its items with the feedback the observation shows.
 
     Args:
         env: The environment (or vectorised environment).
         row: Which user of the batch.
         candidates: Items to choose among; default: the session's current candidate slots.
     """
-    base = getattr(env, "unwrapped", env)
-    session = getattr(base, "session", None)
-    if session is None:
-        raise TypeError(f"{type(env).__name__} is not an ialp environment (no session)")
-    if not 0 <= row < session.n:
-        raise ValueError(f"row {row} is outside the batch of {session.n} users")
+    face = getattr(getattr(env, "unwrapped", env), "face", None)
+    if face is None:
+        raise TypeError(f"{type(env).__name__} is not an ialp environment (no face)")
+    if not 0 <= row < face.num_users:
+        raise ValueError(f"row {row} is outside the batch of {face.num_users} users")
     if candidates is None:
-        if session.candidates is None:
+        slots = face.candidate_items()
+        if slots is None:
             raise ValueError("the environment has no candidate provider; pass candidates=...")
-        candidates = session.cand_items[row]
+        candidates = slots[row]
     rows = np.array([row])
-    obs = session.observation(rows)
-    w = session.history_len
-    items = session.hist_items[row, -w:]
-    feedback, mask = obs["feedback"][0], obs["mask"][0]
-    keep = (items >= 0) & (mask > 0)
-    state = {k: np.array(v[row:row + 1], copy=True) for k, v in session.user_state.items()}
+    items, (feedback,) = face.window_items(rows)[0], face.window_feedback(rows)
+    keep = items >= 0
     return PreferenceQuery(history_items=tuple(int(i) for i in items[keep]),
                            history_feedback=tuple(float(f) for f in feedback[keep]),
-                           candidates=_unique_candidates(candidates),
-                           feedback_range=tuple(float(x) for x in session.model.reward_range),  # type: ignore[arg-type]
-                           user=None, user_state=state)
+                           candidates=_unique_candidates(candidates), feedback_range=face.reward_range,
+                           user=None, user_state=face.user_state(rows))

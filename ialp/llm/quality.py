@@ -16,8 +16,6 @@ fitted on the FULL log (held-out ratings included), i.e. the ground truth a log-
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import os
 import sys
@@ -26,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from ialp.data import InteractionLog, LoggedData, load_dataset
 from ialp.llm.base import LLMBackend, LLMConfig
 from ialp.llm.prompts import PreferenceQuery, query_from_log
-from ialp.simulators.logged import LoggedUserModel, MatrixFactorization, MFConfig, default_cache_dir
+from ialp.schema import load
+from ialp.simulators.logged import LoggedUserModel, MatrixFactorization, MFConfig
+from ialp.storage import cache_root, stage_key
 
 __all__ = ["build_backend", "evaluate_preferences", "format_report", "load_llm_config", "wilson_interval"]
 
@@ -52,49 +51,15 @@ def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 # ------------------------------------------------------------------------------------------- config
-def _set_field(data: dict[str, Any], assignment: str) -> None:
-    key, sep, raw = assignment.partition("=")
-    key = key.strip()
-    if key.startswith("llm."):
-        key = key[4:]
-    if not sep or not key or "." in key:
-        raise ValueError(f"--set {assignment!r}: expected llm.<field>=<value>")
-    data[key] = yaml.safe_load(raw)
-
-
 def load_llm_config(path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = (),
                     backend: str | None = None) -> LLMConfig:
     """An ``LLMConfig`` from a YAML file's ``llm:`` section, ``llm.key=value`` overrides and a backend name.
 
     Raises:
-        ValueError: Unknown field or a value of the wrong type, naming the field and what is allowed.
+        ConfigError: Unknown field or a bad value, naming the field, the value and what is allowed.
     """
-    from ialp.config import read_yaml_mapping
-
-    data: dict[str, Any] = {}
-    if path is not None:
-        section = read_yaml_mapping(path).get("llm", {})
-        if not isinstance(section, dict):
-            raise ValueError(f"{path}: expected a mapping with an 'llm:' section")
-        data.update(section)
-    for assignment in overrides:
-        _set_field(data, assignment)
-    if backend is not None:
-        data["backend"] = backend
-    fields = {f.name: f for f in dataclasses.fields(LLMConfig)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ValueError(f"llm: unknown field(s) {unknown}; allowed: {sorted(fields)}")
-    defaults = LLMConfig()
-    for key, value in data.items():
-        default = getattr(defaults, key)
-        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            data[key] = value = float(value)
-        if value is None or default is None:
-            continue
-        if not isinstance(value, type(default)) or (isinstance(value, bool) != isinstance(default, bool)):
-            raise ValueError(f"llm.{key}: expected {type(default).__name__}, got {value!r}")
-    return LLMConfig(**data)
+    extra = [] if backend is None else [f"llm.backend={backend}"]
+    return load(LLMConfig, path, [*overrides, *extra], section="llm")
 
 
 def build_backend(config: LLMConfig, truth: Any = None) -> LLMBackend:
@@ -119,18 +84,11 @@ class _Case:
 
 def _fit_full(log: InteractionLog, config: MFConfig, cache_dir: Path) -> MatrixFactorization:
     """MF on every interaction of ``log`` (the oracle's ground truth), cached on disk."""
-    key = hashlib.sha256(json.dumps(["full", log.fingerprint(), dataclasses.asdict(config)]).encode()).hexdigest()
-    path = cache_dir / "models" / f"mf-full-{key[:24]}.npz"
+    path = cache_dir / "models" / f"mf-full-{stage_key('full', log.fingerprint(), dataclasses.asdict(config))}.npz"
     if path.exists():
-        with np.load(path) as f:
-            return MatrixFactorization(float(f["mean"]), f["user_bias"], f["item_bias"], f["user_factors"],
-                                       f["item_factors"])
+        return MatrixFactorization.load(path)[0]
     mf = MatrixFactorization.fit(log.users, log.items, log.feedback, log.n_users, log.n_items, config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, mean=mf.mean, user_bias=mf.user_bias, item_bias=mf.item_bias, user_factors=mf.user_factors,
-             item_factors=mf.item_factors)
-    os.replace(tmp, path)
+    mf.save(path)
     return mf
 
 
@@ -210,7 +168,7 @@ def evaluate_preferences(data_dir: str | os.PathLike[str], backend_config: LLMCo
     if n_users < 1:
         raise ValueError(f"n_users must be >= 1, got {n_users}")
     data = load_dataset(data_dir)
-    log, cache = data.log, Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    log, cache = data.log, Path(cache_dir) if cache_dir is not None else cache_root()
     train, _ = log.split_by_time(holdout_fraction)
     rng = np.random.default_rng(seed)
     cases = _sample_cases(log, train, k, n_users, rng, positive_threshold)

@@ -47,12 +47,12 @@ def serve_command(engine: str, model: str = "", host: str = "127.0.0.1", port: i
         exe = shutil.which("vllm") or "vllm"
         return [exe, "serve", model, "--host", host, "--port", str(port), "--seed", str(seed), *extra]
     if engine == "llamacpp":
-        from ialp.llm.llamacpp_backend import _DEFAULT_NAMES, DEFAULT_MODEL, resolve_model_path
+        from ialp.llm.llamacpp_backend import DEFAULT_MODEL, DEFAULT_NAMES, resolve_model_path
 
         path = resolve_model_path(model)
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--host", host, "--port", str(port),
                "--n_ctx", str(n_ctx), "--seed", str(seed)]
-        if model in _DEFAULT_NAMES:
+        if model in DEFAULT_NAMES:
             # The GGUF has no chat template: tell the server gemma's turn markers; answer to the short name.
             cmd += ["--model_alias", DEFAULT_MODEL, "--chat_format", "gemma"]
         return cmd + list(extra)

@@ -21,13 +21,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
 from torch import nn
 
-LOSSES = ("listwise", "pairwise", "pointwise")
+#: Losses of the reward model fitted to preferences (see :func:`preference_loss`).
+Loss = Literal["listwise", "pairwise", "pointwise"]
+LOSSES: tuple[str, ...] = get_args(Loss)
 
 
 def state_features(obs: dict[str, np.ndarray], feedback_range: tuple[float, float]) -> np.ndarray:

@@ -7,7 +7,6 @@ predicts for that (user, item) pair. Leave rules (``ialp.simulators.leave``) end
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -19,6 +18,7 @@ import numpy as np
 from ialp import random as crng
 from ialp.data import InteractionLog, LoggedData
 from ialp.simulators.base import Response, UserModel, UserState
+from ialp.storage import cache_root, stage_key
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,23 @@ class MatrixFactorization:
             item_f, item_b = _solve_side(items, n_items, user_f, r - user_b[users], users, config.reg)
         return cls(mean, user_b, item_b, user_f, item_f)
 
+    def save(self, path: Path, report: FitReport | None = None) -> None:
+        """Write the factors (and the fit's ``report``) to the ``.npz`` file ``path``, atomically."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+        extra = {} if report is None else {"report": json.dumps(asdict(report))}
+        np.savez(tmp, mean=self.mean, user_bias=self.user_bias, item_bias=self.item_bias,
+                 user_factors=self.user_factors, item_factors=self.item_factors, **extra)  # type: ignore[arg-type]
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> tuple[MatrixFactorization, FitReport | None]:
+        """The factors and report written by :meth:`save`."""
+        with np.load(path) as f:
+            model = cls(float(f["mean"]), f["user_bias"], f["item_bias"], f["user_factors"], f["item_factors"])
+            report = FitReport(**json.loads(str(f["report"]))) if "report" in f else None
+        return model, report
+
 
 def _solve_side(rows: np.ndarray, n_rows: int, other: np.ndarray, target: np.ndarray,
                 other_idx: np.ndarray, reg: float, chunk: int = 32768) -> tuple[np.ndarray, np.ndarray]:
@@ -115,7 +132,7 @@ def _solve_side(rows: np.ndarray, n_rows: int, other: np.ndarray, target: np.nda
     return sol[:, :-1], sol[:, -1]
 
 
-def _auc(y_true: np.ndarray, score: np.ndarray) -> float | None:
+def roc_auc(y_true: np.ndarray, score: np.ndarray) -> float | None:
     """Area under the ROC curve by the rank statistic; None when only one class is present."""
     pos = y_true > 0
     n_pos, n_neg = int(pos.sum()), int((~pos).sum())
@@ -127,24 +144,16 @@ def _auc(y_true: np.ndarray, score: np.ndarray) -> float | None:
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def default_cache_dir() -> Path:
-    """Where fitted models are cached: ``$IALP_CACHE_DIR`` or ``~/.cache/ialp``."""
-    return Path(os.environ.get("IALP_CACHE_DIR", Path.home() / ".cache" / "ialp"))
-
-
 def fit_matrix_factorization(log: InteractionLog, config: MFConfig, cache_dir: Path | None = None,
                              verbose: bool = True) -> tuple[MatrixFactorization, FitReport]:
     """Fit (or load from the on-disk cache) an MF model on ``log`` and report held-out error.
 
     The cache key hashes the log's fingerprint and ``config``; the report is printed to stderr.
     """
-    key = hashlib.sha256(json.dumps([log.fingerprint(), asdict(config)]).encode()).hexdigest()[:24]
-    path = (cache_dir or default_cache_dir()) / "models" / f"mf-{key}.npz"
-    if path.exists():
-        with np.load(path) as f:
-            model = MatrixFactorization(float(f["mean"]), f["user_bias"], f["item_bias"],
-                                        f["user_factors"], f["item_factors"])
-            report = FitReport(**json.loads(str(f["report"])))
+    path = (cache_dir or cache_root()) / "models" / f"mf-{stage_key(log.fingerprint(), asdict(config))}.npz"
+    stored = MatrixFactorization.load(path) if path.exists() else None
+    if stored is not None and stored[1] is not None:
+        model, report = stored[0], stored[1]
         source = f"loaded from cache {path}"
     else:
         train, test = log.split_by_time(config.holdout_fraction)
@@ -155,13 +164,8 @@ def fit_matrix_factorization(log: InteractionLog, config: MFConfig, cache_dir: P
         binary = bool(np.isin(log.feedback, (0.0, 1.0)).all())
         report = FitReport(rmse=float(np.sqrt(np.mean((pred - truth) ** 2))),
                            baseline_rmse=float(np.sqrt(np.mean((train.feedback.mean() - truth) ** 2))),
-                           auc=_auc(truth, pred) if binary else None, n_train=len(train), n_test=len(test))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, mean=model.mean, user_bias=model.user_bias, item_bias=model.item_bias,
-                 user_factors=model.user_factors, item_factors=model.item_factors,
-                 report=json.dumps(asdict(report)))
-        os.replace(tmp, path)
+                           auc=roc_auc(truth, pred) if binary else None, n_train=len(train), n_test=len(test))
+        model.save(path, report)
         source = "fitted"
     if verbose:
         print(f"[ialp] {log.name}: matrix factorisation {source}: {report}", file=sys.stderr)
@@ -184,6 +188,7 @@ class LoggedUserModel(UserModel):
         if reward_noise < 0:
             raise ValueError(f"reward_noise must be >= 0, got {reward_noise}")
         log = data.log
+        self.data = data
         self.catalog = data.catalog
         self.name = log.name
         self.mf, self.fit_report = fit_matrix_factorization(log, mf or MFConfig(), cache_dir, verbose)

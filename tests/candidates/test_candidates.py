@@ -243,7 +243,7 @@ def test_feature_file_encoders(tmp_path: Path) -> None:
 def test_config_and_cli_parser(tmp_path: Path) -> None:
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("candidates: {model: sidesan, modalities: [text], k: 20}\n")
-    cfg = load_candidates_config(cfg_file, ["epochs=2"])
+    cfg = load_candidates_config(cfg_file, ["candidates.epochs=2"])
     assert (cfg.k, cfg.epochs) == (20, 2)
     with pytest.raises(ConfigError, match=r"candidates\.model"):
         load_candidates_config(None, ["candidates.model=bert4rec"])
@@ -270,7 +270,8 @@ def test_leave_one_out_split_on_movielens() -> None:
 def test_candidates_eval_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
     from ialp.cli import main
 
-    tiny = ["epochs=3", "patience=1", "width=16", "n_layers=1", "n_heads=1", "max_len=10", "batch_size=256"]
+    tiny = [f"candidates.{t}" for t in ("epochs=3", "patience=1", "width=16", "n_layers=1", "n_heads=1", "max_len=10",
+                                        "batch_size=256")]
     assert main(["candidates", "eval", "--data-dir", str(MOVIELENS / "ml-latest-small"), "--json", "--seeds", "2",
                  "--models", "popularity,sasrec-id", *(a for t in tiny for a in ("--set", t))]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -362,7 +363,7 @@ def test_run_with_candidates_section_trains_stores_and_reuses_the_generator(
     assert isinstance(world.env_kwargs["candidates"], CandidateGenerator)
     for venv in (world.target_env(2, 0), world.offline_env(2, 0)):
         assert venv.action_space == gym.spaces.Discrete(10) and venv.reset()["candidates"].shape[:2] == (2, 10)
-        tracker = venv.session.tracker  # per-session pooled candidates, as configured
+        tracker = venv.face.candidate_tracker()  # per-session pooled candidates, as configured
         assert isinstance(tracker, SessionCandidates) and (tracker.refresh, tracker.pool_size) == (2, 15)
     # a rerun loads the stored generator (same file, not retrained) and skips the finished stages
     stamp = (folder / "generator.pt").stat().st_mtime_ns
@@ -375,12 +376,11 @@ def test_experiment_config_candidates_section() -> None:
     from ialp.config import ConfigError, load_config
     from ialp.experiment import load_experiment
 
-    assert load_config().candidates_config() is None  # default: no candidate generator
-    shipped = load_config(Path(__file__).resolve().parents[2] / "configs" / "movielens_candidates.yaml")
-    served = shipped.candidates_config()
+    assert load_config().candidates is None  # default: no candidate generator
+    served = load_config(Path(__file__).resolve().parents[2] / "configs" / "movielens_candidates.yaml").candidates
     assert served is not None and (served.refresh, served.pool, served.k) == (10, 64, 50)  # the pooled, cached env
     cfg = load_config(overrides=["candidates={model: sidesan, modalities: [text], k: 50}", "methods=[random]"])
-    cc = cfg.candidates_config()
+    cc = cfg.candidates
     assert cc is not None and (cc.model, cc.k) == ("sidesan", 50)
     with pytest.raises(ConfigError, match=r"candidates\.model"):
         load_config(overrides=["candidates={model: bert4rec}"])

@@ -95,9 +95,9 @@ def test_two_modalities_fit_end_to_end_with_each_design() -> None:
 
 def test_design_config_validation() -> None:
     with pytest.raises(ConfigError, match="design"):
-        load_candidates_config(None, ["design=transformer"])
+        load_candidates_config(None, ["candidates.design=transformer"])
     with pytest.raises(ConfigError, match="combines modalities"):
-        load_candidates_config(None, ["design=iisan"])
-    cfg = load_candidates_config(None, ["design=crossan", "modalities=[text, image]", "media={image: imgs}",
-                                        "gates=false"])
+        load_candidates_config(None, ["candidates.design=iisan"])
+    cfg = load_candidates_config(None, ["candidates.design=crossan", "candidates.modalities=[text, image]",
+                                        "candidates.media={image: imgs}", "candidates.gates=false"])
     assert (cfg.design, cfg.gates) == ("crossan", False)

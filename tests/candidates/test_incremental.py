@@ -180,7 +180,7 @@ def test_environment_with_a_tracking_generator(generator: CandidateGenerator) ->
     gen = copy.copy(generator)
     gen.config = dataclasses.replace(generator.config, refresh=3)
     env = gym.make("ialp/Synthetic-v0", n_items=60, candidates=gen, warm_start=3)
-    assert env.unwrapped.session.tracker is not None  # type: ignore[attr-defined]
+    assert isinstance(env.unwrapped.face.candidate_tracker(), SessionCandidates)  # type: ignore[attr-defined]
     check_env(env.unwrapped, skip_render_check=True)
     obs, _ = env.reset(seed=0)
     for _ in range(12):

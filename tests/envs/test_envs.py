@@ -12,7 +12,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import ialp  # noqa: F401
-from ialp.envs import BUILDERS, make_batched
+from ialp.envs import ENVIRONMENTS, make_batched
 
 
 def _rollout(env: gym.Env, seed: int, steps: int, action_seed: int = 0) -> list[tuple]:
@@ -36,7 +36,7 @@ def _same(a: list[tuple], b: list[tuple]) -> bool:
 
 def test_every_registered_id_is_covered(env_cases: dict[str, dict[str, Any]]) -> None:
     registered = {k for k in gym.registry if k.startswith("ialp/")}
-    assert registered == set(BUILDERS)
+    assert registered == set(ENVIRONMENTS)
     assert {case["id"] for case in env_cases.values()} == registered
 
 
@@ -107,9 +107,26 @@ SECTIONS = ("## Description", "## Action Space", "## Observation Space", "## Rew
             "## Episode End", "## Arguments", "## Version History")
 
 
-@pytest.mark.parametrize("env_id", sorted(BUILDERS))
+@pytest.mark.parametrize("env_id", sorted(ENVIRONMENTS))
 def test_every_env_documents_its_user_model_and_leave_rule(env_id: str) -> None:
     module, name = str(gym.spec(env_id).entry_point).split(":")
     cls = getattr(__import__(module, fromlist=[name]), name)
     assert all(section in cls.__doc__ for section in SECTIONS), env_id
     assert "leave" in cls.__doc__.split("## Episode End")[1].lower()
+
+
+def test_batched_infos_and_the_read_only_face() -> None:
+    venv = make_batched("ialp/Synthetic-v0", num_envs=3, seed=0, n_items=20, repeat="penalize", warm_start=2,
+                        leave=False)
+    venv.reset()
+    _, _, _, infos = venv.step(np.array([4, 5, 4]))
+    _, _, _, infos = venv.step(np.array([4, 6, 7]))
+    assert [i["item"] for i in infos] == [4, 6, 7]
+    assert [i["repeat"] for i in infos] == [True, False, False]
+    lo, hi = venv.face.reward_range
+    assert all(lo <= i["expected_reward"] <= hi for i in infos)
+    window = venv.face.window_items()
+    assert window[:, -1].tolist() == [4, 6, 7]
+    window[:] = -1  # a copy: the session is unchanged
+    assert venv.face.window_items()[:, -1].tolist() == [4, 6, 7]
+    assert venv.face.consumed()[0, 4] and not venv.face.consumed()[1, 4]  # type: ignore[index]

@@ -14,7 +14,7 @@ import pytest
 
 from ialp.cli import main
 from ialp.data import LoggedData, load_dataset, load_movielens
-from ialp.envs.registration import BUILDERS
+from ialp.envs.registration import build_parts
 from ialp.eval.fidelity import FidelityOptions, assess, fidelity_report, format_report, write_report
 from ialp.simulators import LoggedUserModel, UserModel, UserState
 from ialp.simulators.leave import LeaveRule
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.usefixtures("module_model_cache")
 def movielens() -> tuple[LoggedData, LoggedUserModel, list[LeaveRule]]:
     """ml-latest-small, the MovieLens-v0 simulator fitted on it and the env's default leave rules."""
     assert SMALL.is_dir(), f"shared data missing: {SMALL}"
-    model, env_kw = BUILDERS["ialp/MovieLens-v0"]({"data_dir": str(SMALL)})
+    model, env_kw = build_parts("ialp/MovieLens-v0", {"data_dir": str(SMALL)})
     assert isinstance(model, LoggedUserModel)
     return load_movielens(SMALL), model, env_kw["leave_rules"]
 

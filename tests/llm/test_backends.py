@@ -7,9 +7,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from ialp.llm import LLMConfig, LLMError, make_backend, serve_command
 from ialp.llm.llamacpp_backend import DEFAULT_MODEL, LlamaCppBackend
+from ialp.schema import parse
 
 QUESTION = "Question: What is the capital of France?\nAnswer:"
 SECRET = "sk-test-4f1c2a9e7b-must-not-leak"
@@ -25,7 +27,7 @@ def config(kind: str, url: str, tmp_path: Path, **overrides: object) -> LLMConfi
         if kind == "openai-completions":
             fields["api"] = "completions"
     fields |= overrides
-    return LLMConfig.from_dict(fields)
+    return parse(LLMConfig, fields)
 
 
 KINDS = ["llamacpp", "openai", "openai-completions"]
@@ -121,10 +123,12 @@ def test_api_key_never_leaks(llama_server: str, tmp_path: Path, monkeypatch: pyt
 def test_make_backend_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"unknown llm backend 'gpt5'.*llamacpp.*openai.*vllm"):
         make_backend({"backend": "gpt5"})
-    with pytest.raises(ValueError, match=r"unknown llm config field\(s\) \['temprature'\]"):
+    with pytest.raises(ValueError, match=r"llm: unknown field\(s\) \['temprature'\]"):
         make_backend({"backend": "llamacpp", "temprature": 0.0})
-    with pytest.raises(ValueError, match=r"llm\.api"):
-        LLMConfig(api="rpc")
+    with pytest.raises(ValueError, match=r"llm\.api: got 'rpc'; Input should be 'auto', 'chat' or 'completions'"):
+        make_backend({"api": "rpc"})
+    with pytest.raises(ValidationError, match=r"api"):
+        LLMConfig(api="rpc")  # type: ignore[arg-type]
     with pytest.raises(LLMError, match="neither"):
         make_backend({"backend": "llamacpp", "model": str(tmp_path / "missing.gguf"), "cache_dir": str(tmp_path)}
                      ).complete(["x"])

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from ialp.llm import LLMConfig, make_backend
+from ialp.llm import make_backend
 from ialp.llm.openai_backend import OpenAIBackend, continuation_logprob
 
 TIMEOUT_S = 0.4
@@ -112,7 +112,7 @@ def scripted_url() -> Iterator[str]:
 def backend_for(url: str, tmp_path: Any, **overrides: Any) -> OpenAIBackend:
     cfg = {"backend": "openai", "base_url": url, "model": "scripted", "timeout_s": TIMEOUT_S, "max_retries": 3,
            "backoff_s": 0.01, "concurrency": 4, "cache_dir": str(tmp_path)} | overrides
-    backend = make_backend(LLMConfig.from_dict(cfg))
+    backend = make_backend(cfg)
     assert isinstance(backend, OpenAIBackend)
     return backend
 
