@@ -16,7 +16,6 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import (
     Field,
     NonNegativeFloat,
-    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     field_validator,
@@ -32,8 +31,9 @@ from ialp.rewards.model import Loss
 from ialp.schema import STRICT, ConfigError, load
 from ialp.simulators.leave import make_leave_rule
 
-__all__ = ["ALGOS", "EVAL_MODES", "AgentConfig", "ConfigError", "DistillConfig", "EnvConfig", "EvalConfig",
-           "ExperimentConfig", "OfflineRLConfig", "OnlineConfig", "PretrainConfig", "RewardConfig", "load_config"]
+__all__ = ["ALGOS", "AP_INITS", "EVAL_MODES", "AgentConfig", "ApInit", "ConfigError", "DistillConfig", "EnvConfig",
+           "EvalConfig", "ExperimentConfig", "OfflineRLConfig", "OnlineConfig", "PretrainConfig", "RewardConfig",
+           "load_config"]
 
 #: Actor-critic algorithms of the pretrained and online learners (``ialp.agents``).
 Algo = Literal["a2c", "ppo"]
@@ -41,6 +41,11 @@ ALGOS: tuple[str, ...] = get_args(Algo)
 #: How actor-critic policies act in evaluation: ``sample`` their actions or take the ``argmax``.
 EvalMode = Literal["sample", "argmax"]
 EVAL_MODES: tuple[str, ...] = get_args(EvalMode)
+
+#: How A-iALP ``ap``'s learner starts: ``fresh`` (a compromised pretrained policy cannot leak into it) or
+#: ``pretrained`` (a copy of the pretrained actor-critic: as fast as ``ft`` when the pretrained policy is good).
+ApInit = Literal["fresh", "pretrained"]
+AP_INITS: tuple[str, ...] = get_args(ApInit)
 
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -172,8 +177,11 @@ class OnlineConfig:
         ap_floor: ``ap``: the mixture weight of each policy stays in ``[floor, 1 - floor]``.
         ap_init_weight: ``ap``: initial weight of the frozen pretrained policy in the mixture.
         ap_gate_lr: ``ap``: learning rate of the mixture weight's logit.
-        critic_warmup: ``ft``: online steps (of ``total_timesteps``) in which only the critic trains, so that the
-            pretrained critic learns the online returns' scale before its advantages move the actor.
+        ap_init: ``ap``: the learner starts ``fresh`` (guards against a compromised pretrained policy: the weight
+            leaves it) or as a copy of the ``pretrained`` policy (learns as fast as ``ft`` from a good one).
+        critic_warmup: ``ft``: the fraction of ``total_timesteps`` (the first online steps) in which only the critic
+            trains, so that the pretrained critic learns the online returns' scale before its advantages move the
+            actor.
         epsilon: ``eps-greedy`` exploration rate.
         ucb_c: ``ucb`` exploration bonus scale.
     """
@@ -183,7 +191,8 @@ class OnlineConfig:
     ap_floor: Annotated[float, Field(ge=0.0, lt=0.5)] = 0.05
     ap_init_weight: Probability = 0.5
     ap_gate_lr: NonNegativeFloat = 0.05
-    critic_warmup: NonNegativeInt = 0
+    ap_init: ApInit = "fresh"
+    critic_warmup: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     epsilon: Probability = 0.1
     ucb_c: NonNegativeFloat = 0.5
 
@@ -191,8 +200,6 @@ class OnlineConfig:
     def _consistent(self) -> OnlineConfig:
         if not self.ap_floor <= self.ap_init_weight <= 1.0 - self.ap_floor:
             raise ValueError(f"ap_init_weight must be in [ap_floor, 1 - ap_floor], got {self.ap_init_weight}")
-        if self.critic_warmup > self.total_timesteps:
-            raise ValueError(f"critic_warmup must be in [0, total_timesteps], got {self.critic_warmup}")
         return self
 
 

@@ -433,7 +433,7 @@ def _finetune(variant: str) -> Callable[[Pipeline, int, str], Online]:
         name = "a-ialp-ft" + ("" if variant == "llm" else f"-{variant}")
         model, episodes = finetune(pipe.pretrained(variant, seed, setting), pipe.online_env(seed, setting),
                                    pipe.cfg.online.total_timesteps, tb_name=f"{name}_{setting}_s{seed}",
-                                   critic_warmup=pipe.cfg.online.critic_warmup)
+                                   critic_warmup=round(pipe.cfg.online.critic_warmup * pipe.cfg.online.total_timesteps))
         return SB3Policy(model), episodes
 
     return run
@@ -451,7 +451,8 @@ def _adaptive(variant: str) -> Callable[[Pipeline, int, str], Online]:
         model = adaptive_mixture(pipe.pretrained(variant, seed, setting), venv, a.algo, learning_rate=a.learning_rate,
                                  n_steps=a.n_steps if a.algo == "a2c" else max(a.n_steps, 16), gamma=a.gamma,
                                  ent_coef=a.ent_coef, seed=seed, floor=o.ap_floor, init_weight=o.ap_init_weight,
-                                 gate_lr=o.ap_gate_lr, tensorboard_log=str(pipe.out / "tb"), gae_lambda=a.gae_lambda,
+                                 gate_lr=o.ap_gate_lr, init=o.ap_init, tensorboard_log=str(pipe.out / "tb"),
+                                 gae_lambda=a.gae_lambda,
                                  **extra)
         trained, episodes = finetune(model, venv, o.total_timesteps, tb_name=f"{name}_{setting}_s{seed}")
         trained.save(str(pipe.out / "runs" / f"{name}_{setting}_s{seed}.zip"))

@@ -98,7 +98,7 @@ def main() -> None:
             frozen.append(evaluate(SB3Policy(model, deterministic=False), ev,
                                    seed=cfg.eval.user_seed_offset + seed).returns.mean())
             _, episodes = finetune(model, pipe.online_env(seed, setting), online,
-                                   critic_warmup=cfg.online.critic_warmup)
+                                   critic_warmup=round(cfg.online.critic_warmup * cfg.online.total_timesteps))
             curves += _curve(episodes, seed, "ft")
         ours = np.nanmean(binned_curves(curves, online)["ft"], axis=0)
         reached = np.flatnonzero(ours >= ref[-1])
