@@ -7,10 +7,15 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
+    from ialp.envs.vector import BatchedRecEnv
 
 BATCH_SIZES = (1, 64, 1024, 4096)
 
@@ -34,7 +39,7 @@ def _time_single(env: gym.Env, seconds: float, seed: int) -> float:
             return steps / (now - start)
 
 
-def _time_batched(venv: Any, seconds: float, seed: int, warmup: int = 1) -> tuple[float, float]:
+def _time_batched(venv: BatchedRecEnv, seconds: float, seed: int, warmup: int = 1) -> tuple[float, float]:
     """(user-steps per wall-clock second, per second of this process's CPU time) of random actions."""
     rng = np.random.default_rng(seed)
     pool = rng.integers(0, venv.action_space.n, (16, venv.num_envs))
@@ -135,9 +140,9 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
 TRAIN_BATCHES = (16, 256, 1024)
 
 
-def _time_training(model: Any, seconds: float) -> float:
+def _time_training(model: OnPolicyAlgorithm, seconds: float) -> float:
     """Environment steps per second of ``model.learn`` (rollouts and updates), after a warm-up of two rollouts."""
-    per_rollout = model.n_steps * model.env.num_envs
+    per_rollout = model.n_steps * model.n_envs
     model.learn(2 * per_rollout)
     start = time.perf_counter()
     model.learn(per_rollout, reset_num_timesteps=False)
@@ -158,6 +163,7 @@ def bench_train(seconds: float = 5.0, batch_sizes: Sequence[int] = TRAIN_BATCHES
     training (rollout and update) after a warm-up, with torch using every core it is given.
     """
     import torch
+    from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
     from stable_baselines3.common.vec_env import VecMonitor
 
     from ialp.agents.common import sb3_model
@@ -176,7 +182,8 @@ def bench_train(seconds: float = 5.0, batch_sizes: Sequence[int] = TRAIN_BATCHES
             for b in batch_sizes:
                 venv = make_batched(env_id, num_envs=b, seed=seed, **kwargs)
                 model = sb3_model(algo, VecMonitor(venv), parse(AgentConfig, {"algo": algo}, "agent"), seed)
-                rows.append({"env": env_id, "algo": algo, "actions": int(venv.action_space.n),  # type: ignore[attr-defined]
+                assert isinstance(model, OnPolicyAlgorithm)  # agent.algo is a2c or ppo
+                rows.append({"env": env_id, "algo": algo, "actions": int(venv.action_space.n),
                              "num_envs": b, "steps_per_s": _time_training(model, seconds),
                              "threads": torch.get_num_threads()})
     return rows

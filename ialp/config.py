@@ -24,7 +24,7 @@ from pydantic import (
 from pydantic.dataclasses import dataclass
 
 from ialp.candidates.config import CandidatesConfig
-from ialp.envs.registration import ENVIRONMENTS, SETTINGS
+from ialp.envs.registration import ENVIRONMENTS, SETTINGS, check_args
 from ialp.llm.base import LLMConfig
 from ialp.llm.preferences import Mode
 from ialp.rewards.model import Loss
@@ -78,6 +78,11 @@ class EnvConfig:
         if value not in ENVIRONMENTS:
             raise ValueError(f"{value!r} is not an ialp environment; known: {sorted(ENVIRONMENTS)}")
         return value
+
+    @model_validator(mode="after")
+    def _arguments(self) -> EnvConfig:
+        check_args(self.id, self.kwargs)  # names, leave rules, candidates and the user model's values; loads nothing
+        return self
 
     @model_validator(mode="after")
     def _pools(self) -> EnvConfig:

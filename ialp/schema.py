@@ -70,17 +70,17 @@ def apply_overrides(mapping: Mapping[str, Any], overrides: Iterable[str]) -> dic
         key, sep, raw = assignment.partition("=")
         key = key.strip()
         if not sep or not key or "" in key.split("."):
-            raise ConfigError(f"--set {assignment!r}: expected dotted.key=value")
+            raise ConfigError(f"override {assignment!r}: expected dotted.key=value")
         *parents, leaf = key.split(".")
         node = data
         for part in parents:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"--set {assignment!r}: {part!r} is not a section")
+                raise ConfigError(f"override {assignment!r}: {part!r} is not a section")
         try:
             node[leaf] = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {assignment!r}: the value is not valid YAML: {exc}") from None
+            raise ConfigError(f"override {assignment!r}: the value is not valid YAML: {exc}") from None
     return data
 
 
@@ -149,7 +149,7 @@ def load(cls: type[T], path: str | os.PathLike[str] | None = None, overrides: It
     if section is not None:
         outside = [o for o in overrides if not o.strip().startswith(f"{section}.")]
         if outside:
-            raise ConfigError(f"--set {outside[0]!r}: this command reads the {section!r} section only; "
+            raise ConfigError(f"override {outside[0]!r}: this command reads the {section!r} section only; "
                               f"spell keys as {section}.KEY=VALUE")
     data = apply_overrides(read_yaml_mapping(path), overrides)
     if section is not None:

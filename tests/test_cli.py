@@ -90,6 +90,8 @@ MISSING = "/nonexistent/ialp-data"  # never read: the config must fail first
     (["run", SYNTHETIC, "--set", "llm.backend=gpt5"], "llm.backend: unknown llm backend 'gpt5'; allowed: ["),
     (["run", SYNTHETIC, "--set", "env.id=ialp/Nope-v0"], "env.id: 'ialp/Nope-v0' is not an ialp environment; known"),
     (["run", SYNTHETIC, "--set", "candidates={k: 0}"], "candidates.k: got 0; Input should be greater than 0"),
+    (["run", SYNTHETIC, "--set", "env.kwargs={n_itemz: 5}"], "env: ialp/Synthetic-v0: unknown argument(s) 'n_itemz'"),
+    (["run", SYNTHETIC, "--set", "env.kwargs={leave_rules: [{rule: boredom}]}"], "env: unknown leave rule 'boredom'"),
     (["llm", "eval", "--data-dir", MISSING, "--backend", "gpt5"], "llm.backend: unknown llm backend 'gpt5'"),
     (["llm", "eval", "--data-dir", MISSING, "--set", "llm.concurrency=0"], "llm.concurrency: got 0; Input should"),
     (["llm", "eval", "--data-dir", MISSING, "--set", "llm.colour=red"], "llm: unknown field(s) ['colour']"),

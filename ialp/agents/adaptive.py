@@ -72,7 +72,7 @@ from torch.nn import functional as F
 
 from ialp.agents.common import EpisodeLog, RecorderCallback, log_interval
 from ialp.agents.policy import FastCategorical
-from ialp.config import AP_INITS, ApInit
+from ialp.config import AP_INITS, Algo, ApInit
 from ialp.envs.vector import BatchedRecEnv
 
 INIT_WEIGHT, FLOOR, GATE_LR, RATIO_CLIP = 0.5, 0.05, 0.05, 1.0
@@ -328,7 +328,8 @@ class AdaptivePPO(_Adaptive, PPO):
     """SB3 ``PPO`` for ``ap`` (see :class:`MixturePolicy`)."""
 
 
-ALGOS: dict[str, type[AdaptiveA2C] | type[AdaptivePPO]] = {"a2c": AdaptiveA2C, "ppo": AdaptivePPO}
+#: The mixture's learner per ``agent.algo`` (``ialp.config.Algo``: the same names).
+ALGOS: dict[Algo, type[AdaptiveA2C] | type[AdaptivePPO]] = {"a2c": AdaptiveA2C, "ppo": AdaptivePPO}
 
 
 def adaptive_mixture(pretrained: OnPolicyAlgorithm, env: VecEnv, algo: str, *, learning_rate: float | Schedule,
@@ -373,7 +374,7 @@ def adaptive_mixture(pretrained: OnPolicyAlgorithm, env: VecEnv, algo: str, *, l
     return model
 
 
-def load_adaptive(path: str | Path, algo: str, env: VecEnv | None = None,
+def load_adaptive(path: str | Path, algo: Algo, env: VecEnv | None = None,
                   device: str | torch.device = "cpu") -> AdaptiveA2C | AdaptivePPO:
     """A model saved by ``adaptive_mixture(...).save(path)`` (learner, frozen copy, gate and optimiser)."""
     return ALGOS[algo].load(str(path), env=env, device=device)

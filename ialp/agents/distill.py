@@ -56,7 +56,7 @@ def simulate_log(model: UserModel, env_kwargs: dict[str, Any], max_steps: int, n
         rows = np.flatnonzero(active)
         for k, v in face.user_state(rows).items():  # the ground truth before the step, for the oracle
             states.setdefault(k, []).append(v)
-        _, rewards, dones, infos = venv.step(rng.integers(0, venv.action_space.n, n_users))  # type: ignore[attr-defined]
+        _, rewards, dones, infos = venv.step(rng.integers(0, venv.action_space.n, n_users))
         users.append(rows)
         items.append(np.array([infos[i]["item"] for i in rows.tolist()], dtype=np.int64))
         feedback.append(rewards[rows])

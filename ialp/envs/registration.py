@@ -101,13 +101,20 @@ class Environment:
     loader_args: tuple[str, ...] = ()
     leave_rules: tuple[Mapping[str, Any], ...] = ()
 
+    def model_config(self, model_kw: Mapping[str, Any]) -> SyntheticConfig | MFConfig:
+        """The validated configuration of the user model (nothing is loaded or fitted)."""
+        if self.dataset is None:
+            return SyntheticConfig(**model_kw)
+        mf = model_kw.get("mf") or {}
+        return mf if isinstance(mf, MFConfig) else MFConfig(**mf)
+
     def build_model(self, env_id: str, model_kw: Mapping[str, Any]) -> UserModel:
         """The user model from its arguments."""
-        if self.dataset is None:
-            return SyntheticUserModel(SyntheticConfig(**model_kw))
-        mf = model_kw.get("mf") or {}
-        return _logged_model(self.dataset, resolve_data_dir(self.dataset, model_kw.get("data_dir"), env_id),
-                             mf if isinstance(mf, MFConfig) else MFConfig(**mf),
+        config = self.model_config(model_kw)
+        if isinstance(config, SyntheticConfig):
+            return SyntheticUserModel(config)
+        dataset = str(self.dataset)
+        return _logged_model(dataset, resolve_data_dir(dataset, model_kw.get("data_dir"), env_id), config,
                              float(model_kw.get("reward_noise", 0.0)),
                              tuple(sorted((k, model_kw[k]) for k in self.loader_args if k in model_kw)))
 
@@ -135,11 +142,29 @@ def build_parts(env_id: str, kwargs: Mapping[str, Any]) -> tuple[UserModel, dict
         gymnasium.error.UnregisteredEnv: ``env_id`` is not an ialp id.
         TypeError: An argument neither the model nor the environment accepts.
     """
+    env, model_kw, env_kw = _parts_args(env_id, kwargs)
+    return env.build_model(env_id, model_kw), env_kw
+
+
+def check_args(env_id: str, kwargs: Mapping[str, Any]) -> None:
+    """Check ``gym.make(env_id, **kwargs)``'s arguments without building anything (no data is loaded).
+
+    Raises:
+        ValueError: Unknown id or argument, or a bad value, naming it and what is accepted.
+    """
+    try:
+        env, model_kw, _ = _parts_args(env_id, kwargs)
+        env.model_config(model_kw)
+    except (TypeError, gym.error.Error) as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _parts_args(env_id: str, kwargs: Mapping[str, Any]) -> tuple[Environment, dict[str, Any], dict[str, Any]]:
     if env_id not in ENVIRONMENTS:
         raise gym.error.UnregisteredEnv(f"{env_id!r} is not an ialp environment; known: {sorted(ENVIRONMENTS)}")
     env = ENVIRONMENTS[env_id]
     model_kw, env_kw = _split(env_id, {"leave_rules": list(env.leave_rules), **kwargs}, env.model_args)
-    return env.build_model(env_id, model_kw), env_kw
+    return env, model_kw, env_kw
 
 
 def make_env(env_id: str, **kwargs: Any) -> RecEnv:
@@ -183,5 +208,6 @@ def register_envs() -> None:
                          vector_entry_point=functools.partial(make_vector, env_id))
 
 
-__all__ = ["ENVIRONMENTS", "ENV_ARGS", "SETTINGS", "Environment", "LeaveRule", "build_parts", "make_batched",
+__all__ = ["ENVIRONMENTS", "ENV_ARGS", "SETTINGS", "Environment", "LeaveRule", "build_parts", "check_args",
+           "make_batched",
            "make_env", "make_vector", "register_envs"]

@@ -33,6 +33,8 @@ class BatchedRecEnv(VecEnv):
     ``repeat="allow"``).
     """
 
+    action_space: spaces.Discrete
+
     def __init__(self, model: UserModel, num_envs: int, max_episode_steps: int | None = 50,
                  leave_rules: Sequence[LeaveRule] = (), history_len: int = 10, repeat: RepeatMode = "allow",
                  repeat_penalty: float = 0.0, candidates: CandidateProvider | None = None, leave: bool = True,

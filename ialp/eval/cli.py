@@ -6,20 +6,16 @@ import argparse
 import json
 from typing import Any
 
-import yaml
-
 __all__ = ["add_fidelity_parser"]
 
 
 def _cmd_fidelity(args: argparse.Namespace) -> int:
+    from ialp.envs.registration import check_args
     from ialp.eval.fidelity import FidelityOptions, fidelity_report, format_report
+    from ialp.schema import apply_overrides
 
-    env_kwargs: dict[str, Any] = {}
-    for item in args.env_arg:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--env-arg expects KEY=VALUE (e.g. matrix=big), got {item!r}")
-        env_kwargs[key.strip()] = yaml.safe_load(value)
+    env_kwargs = apply_overrides({}, args.env_arg)  # the one KEY=VALUE syntax (dotted keys: mf.dim=8)
+    check_args(args.env, env_kwargs)  # before any data is loaded
     options = FidelityOptions(gap=args.gap, policy_users=args.users, seed=args.seed)
     report = fidelity_report(args.env, args.data_dir, args.out, options=options, **env_kwargs)
     print(json.dumps(report) if args.json else format_report(report))
@@ -42,5 +38,5 @@ def add_fidelity_parser(sub: Any) -> None:
     p.add_argument("--users", type=int, default=256, help="simulated users per policy in the policy check")
     p.add_argument("--seed", type=int, default=0, help="seed of the simulator noise, shuffles and random policy")
     p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
-                   help="env argument, e.g. --env-arg matrix=big --env-arg reward_noise=0.1 (repeatable)")
+                   help="env argument, e.g. --env-arg matrix=big --env-arg mf.dim=8 (repeatable; values are YAML)")
     p.set_defaults(func=_cmd_fidelity)

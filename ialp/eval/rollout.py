@@ -38,7 +38,7 @@ class RandomPolicy:
         self._rng = np.random.default_rng(self.seed)
 
     def act(self, obs: dict[str, np.ndarray], venv: BatchedRecEnv) -> np.ndarray:
-        n = int(venv.action_space.n)  # type: ignore[attr-defined]
+        n = int(venv.action_space.n)
         scores = self._rng.random((venv.num_envs, n))
         return np.where(valid_actions(obs, n), scores, -1.0).argmax(axis=1)
 

@@ -91,3 +91,15 @@ def test_offline_rl_baselines_run_through_the_registry(tmp_path: Path) -> None:
     rows = Pipeline(cfg, tmp_path, progress=False).run()
     assert [r["method"] for r in rows] == ["random", "cql", "bcq"]
     assert all(r["length"] >= 1 and np.isfinite(r["cumulative_reward"]) for r in rows)
+
+
+def test_pipeline_world_is_built_by_the_env_factory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The world reads the data the registered factory loaded: its environment variable and loader options."""
+    from ialp.agents.distill import build_world
+
+    monkeypatch.setenv("IALP_KUAIREC_DIR", str(REPO / "tests" / "data" / "fixtures" / "kuairec"))
+    monkeypatch.delenv("IALP_DATA_DIR", raising=False)
+    cfg = load_config(overrides=["env.id=ialp/KuaiRec-v0", "env.kwargs={matrix: big, mf: {dim: 2, iterations: 2}}",
+                                 "methods=[random]"])
+    info = build_world(cfg).info
+    assert info["train_users"] + info["online_users"] + info["eval_users"] == 3  # the big matrix's 3 users, not 4

@@ -178,6 +178,9 @@ def test_cli_json_contract(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
 
 def test_cli_rejects_bad_env_arg(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fidelity", "--data-dir", str(SMALL), "--env-arg", "matrix"]) == 2
-    assert "--env-arg expects KEY=VALUE" in capsys.readouterr().err
-    assert main(["fidelity", "--data-dir", str(SMALL), "--env-arg", "colour=red"]) == 2
+    assert "override 'matrix': expected dotted.key=value" in capsys.readouterr().err
+    missing = "/nonexistent/ialp-data"  # never read: the arguments fail first
+    assert main(["fidelity", "--data-dir", missing, "--env-arg", "colour=red"]) == 2
     assert "unknown argument(s) 'colour'" in capsys.readouterr().err
+    assert main(["fidelity", "--data-dir", missing, "--env-arg", "mf.dim=0"]) == 2
+    assert "dim and iterations must be >= 1, got 0" in capsys.readouterr().err
