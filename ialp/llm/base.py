@@ -11,9 +11,9 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal, TypeVar, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
-from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
 from pydantic.dataclasses import dataclass as config_dataclass
 
 from ialp.schema import STRICT
@@ -22,6 +22,11 @@ from ialp.schema import STRICT
 #: prompt as raw text (what base models such as the default gemma-3-270m need), ``auto`` picks per backend.
 Api = Literal["auto", "chat", "completions"]
 APIS: tuple[str, ...] = get_args(Api)
+
+#: Values of ``LLMConfig.scoring``: how score mode reads a candidate's score from its title's token log-probabilities:
+#: ``sum`` (raw log-likelihood), ``mean`` (per token) or ``pmi`` (sum minus the title's sum under an empty history).
+Scoring = Literal["pmi", "sum", "mean"]
+SCORINGS: tuple[str, ...] = get_args(Scoring)
 
 #: backend name -> (module, class), built by :func:`ialp.llm.make_backend`. ``oracle`` answers from the simulator's
 #: ground truth (an upper bound, no LLM).
@@ -40,7 +45,13 @@ class LLMError(RuntimeError):
 @config_dataclass(frozen=True, config=STRICT)
 class LLMConfig:
     """How to reach and sample an LLM; ``llm:`` in experiment configs. Secrets never live here:
-    the API key is read from the environment variable named by ``api_key_env``."""
+    the API key is read from the environment variable named by ``api_key_env``.
+
+    ``scoring`` is how score mode ranks titles (see :data:`Scoring`); ``choice_permutations`` is how many cyclic
+    shifts of the candidates choice mode shows per query (votes aggregated: 1 is a single answer, K cancels position
+    bias). ``max_failure_share``: the share of preference queries that may fail (backend errors plus unreadable answers)
+    before ``ialp llm eval`` and distillation stop with an error naming the backend and the failure kinds.
+    """
 
     backend: str = "llamacpp"
     model: str = "gemma-3-270m-q4_k_m"
@@ -58,6 +69,9 @@ class LLMConfig:
     n_threads: PositiveInt | None = None
     api: Api = "auto"
     cache: bool = True
+    scoring: Scoring = "pmi"
+    choice_permutations: PositiveInt = 1
+    max_failure_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
 
     @field_validator("backend")
     @classmethod
@@ -128,6 +142,10 @@ class LLMBackend(ABC):
 
         Only backends with ``supports_scoring`` implement it.
         """
+        raise LLMError(f"backend {self.name!r} cannot score continuations (no logprobs); use mode 'choice'")
+
+    def score_detailed(self, pairs: Sequence[tuple[str, str]], cache_tag: str = "") -> list[ScoreResult]:
+        """Like :meth:`score` on flat (prompt, continuation) pairs, keeping token counts and error strings."""
         raise LLMError(f"backend {self.name!r} cannot score continuations (no logprobs); use mode 'choice'")
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default

@@ -67,7 +67,7 @@ def test_embedded_model_choice_and_counted_parse_failures(llamacpp: LLMBackend) 
 
     # One token cannot hold a letter after "Candidate" (" A" needs the space and the letter in this vocabulary
     # only sometimes), so force answers that are cut to nothing: max_tokens=1 with a stop at the first space.
-    cut = PreferenceExtractor(llamacpp, model.catalog, "choice", max_tokens=1, stop=[" "])
+    cut = PreferenceExtractor(llamacpp, model.catalog, "choice", max_tokens=1, stop=[" "], max_failure_share=1.0)
     before = cut.stats()
     failed = cut.prefer(queries)
     assert all(p.choice is None and p.attempts == 2 and p.reason and p.reason.startswith("unparseable")
@@ -90,3 +90,15 @@ def test_unknown_mode_is_rejected() -> None:
     model = SyntheticUserModel(SyntheticConfig(n_items=10))
     with pytest.raises(ValueError, match="mode"):
         PreferenceExtractor(OracleBackend(truth=model), model.catalog, "vote")  # type: ignore[arg-type]
+
+
+def test_failure_share_beyond_the_limit_raises_with_kinds(llamacpp: LLMBackend) -> None:
+    model = SyntheticUserModel(SyntheticConfig(n_items=100))
+    queries = [PreferenceQuery((1, 2), (0.9, 0.2), (10 + 3 * i, 11 + 3 * i, 12 + 3 * i)) for i in range(2)]
+    cut = dict(max_tokens=1, stop=[" "])  # answers cut to nothing: unparseable (see the test above)
+    with pytest.raises(LLMError, match=r"2 of 2 preference queries failed.*2 x unparseable") as info:
+        PreferenceExtractor(llamacpp, model.catalog, "choice", **cut).prefer(queries)  # type: ignore[arg-type]
+    assert "gemma-3-270m" in str(info.value)
+    tolerant = PreferenceExtractor(llamacpp, model.catalog, "choice", max_failure_share=1.0, **cut)  # type: ignore[arg-type]
+    assert [p.choice for p in tolerant.prefer(queries)] == [None, None]
+    assert tolerant.failure_kinds == {"unparseable": 2}

@@ -84,3 +84,37 @@ def test_wilson_interval() -> None:
     lo, hi = wilson_interval(0, 10)
     assert lo == 0.0 and 0.2 < hi < 0.35
     assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def _closed_port() -> int:
+    """A loopback port with nothing listening (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("modes", ["choice", "score"])
+def test_eval_against_closed_port_is_an_error_naming_url_and_failures(capsys: pytest.CaptureFixture[str],
+                                                                      tmp_path: Path, modes: str) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    code = main(["llm", "eval", "--data-dir", str(SMALL), "--backend", "openai", "--users", "6", "--k", "3",
+                 "--modes", modes, "--no-progress", "--set", f"llm.base_url={url}", "--set", "llm.model=m-test",
+                 "--set", "llm.max_retries=0", "--set", f"llm.cache_dir={tmp_path}"])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert url in err and "m-test" in err
+    assert "6 of 6 preference queries failed" in err and "6 x backend: connection error" in err
+
+
+def test_run_distillation_against_closed_port_fails(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    repo = Path(__file__).resolve().parents[2]
+    code = main(["run", str(repo / "configs" / "synthetic.yaml"), "--out", str(tmp_path / "run"),
+                 "--set", "llm.backend=openai", "--set", f"llm.base_url={url}", "--set", "llm.max_retries=0",
+                 "--set", f"llm.cache_dir={tmp_path}", "--set", "distill.queries=20",
+                 "--set", "methods=[random, ialp]"])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert url in err and "preference queries failed" in err and "backend: connection error" in err
