@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from ialp.llm.base import LLMConfig, LLMError
+from ialp.llm.quality import NEGATIVES
 
 
 def _cmd_envs(args: argparse.Namespace) -> int:
@@ -71,7 +72,8 @@ def _cmd_llm_eval(args: argparse.Namespace) -> int:
     if bad or not modes:
         raise ConfigError(f"--modes: got {args.modes!r}; allowed: a comma-separated subset of {MODES}")
     result = evaluate_preferences(args.data_dir, _llm_config(args), k=args.k, n_users=args.users, seed=args.seed,
-                                  modes=modes, window=args.window, progress=not args.no_progress)
+                                  modes=modes, negatives=args.negatives, validation_users=args.validation_users,
+                                  window=args.window, progress=not args.no_progress)
     print(json.dumps(result) if args.json else format_report(result))
     return 0
 
@@ -164,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--users", type=int, default=100, help="users sampled")
     ev.add_argument("--seed", type=int, default=0, help="seed of users, candidates and baselines")
     ev.add_argument("--modes", default="choice,score", help="comma-separated backend modes")
+    ev.add_argument("--negatives", choices=NEGATIVES, default="uniform",
+                    help="how negatives are drawn: uniform (rated items), popularity (the positive's popularity "
+                         "stratum) or pool (rank among 100 popularity-stratified items: HR@10, NDCG@10)")
+    ev.add_argument("--validation-users", type=int, default=None,
+                    help="users (not the evaluated ones) the hybrid's weights are fitted on (default: --users)")
     ev.add_argument("--window", type=int, default=10, help="recent items shown per user")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     ev.set_defaults(func=_cmd_llm_eval)

@@ -99,6 +99,11 @@ class TitleScores:
     prior: np.ndarray | None = None
     error: str | None = None
 
+    @property
+    def reason(self) -> str | None:
+        """The failure as a :attr:`Preference.reason` (``"backend: ..."``), or None."""
+        return None if self.error is None else f"backend: {self.error}"
+
     def value(self, scoring: Scoring) -> np.ndarray:
         """Each candidate's score under ``scoring``.
 
@@ -208,19 +213,29 @@ class PreferenceExtractor:
     def prefer(self, queries: Sequence[PreferenceQuery]) -> list[Preference]:
         """One preference per query, in order; failures come back with ``choice=None`` and a reason."""
         queries = list(queries)
-        self.queries += len(queries)
         if not queries:
             return []
         if self.is_oracle:
-            return [self._oracle(q) for q in queries]
-        out = self._choose(queries) if self.mode == "choice" else self._score(queries)
-        self.backend_failures += sum(1 for p in out if p.reason and p.reason.startswith("backend"))
-        self.parse_failures += sum(1 for p in out if p.reason and p.reason.startswith("unparseable"))
-        self.failure_kinds.update(failure_kind(p.reason) for p in out if p.reason)
-        failed = self.backend_failures + self.parse_failures
-        if failed > self.max_failure_share * self.queries:
-            raise LLMError(self.failure_report())
+            out = [self._oracle(q) for q in queries]
+        else:
+            out = self._choose(queries) if self.mode == "choice" else self._score(queries)
+        self.tally([p.reason for p in out])
         return out
+
+    def tally(self, reasons: Sequence[str | None]) -> None:
+        """Count answered queries, one failure reason each (None: success); raise beyond ``max_failure_share``.
+
+        :meth:`prefer` calls it; a caller reading :meth:`title_scores` directly reports its errors here.
+
+        Raises:
+            LLMError: More than ``max_failure_share`` of the queries so far failed (see :meth:`failure_report`).
+        """
+        self.queries += len(reasons)
+        self.backend_failures += sum(1 for r in reasons if r and r.startswith("backend"))
+        self.parse_failures += sum(1 for r in reasons if r and r.startswith("unparseable"))
+        self.failure_kinds.update(failure_kind(r) for r in reasons if r)
+        if self.backend_failures + self.parse_failures > self.max_failure_share * self.queries:
+            raise LLMError(self.failure_report())
 
     def failure_report(self) -> str:
         """One line: the backend, how many queries failed, and the failure kinds with their counts."""
@@ -336,7 +351,7 @@ class PreferenceExtractor:
         out = []
         for q, ts in zip(queries, self.title_scores(queries), strict=True):
             if ts.error is not None:
-                out.append(Preference(q, None, reason=f"backend: {ts.error}"))
+                out.append(Preference(q, None, reason=ts.reason))
                 continue
             x = ts.value(self.scoring)
             out.append(Preference(q, int(np.argmax(x)), tuple(float(p) for p in _softmax(x))))

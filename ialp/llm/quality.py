@@ -3,14 +3,31 @@
 Protocol (on a MovieLens-style log): each user's interactions are split in time (the last
 ``holdout_fraction`` held out). A sampled user's query shows their last ``window`` training items;
 the positive is the first held-out item they rated at least ``positive_threshold``, hidden among
-K-1 items they never rated (drawn, with the seed, from items rated by someone in training). A
-method's hit rate is the fraction of queries whose top choice is the positive, with a 95% Wilson
-interval; queries a method failed on are excluded from its ``n`` and reported as ``failures``.
+items they never rated, drawn with the seed by one of three samplers (``negatives``):
 
-Methods: ``random`` (a seeded uniform pick; expectation 1/K), ``popularity`` (most-rated in training),
-``user_model`` (``LoggedUserModel`` fitted on the training part only) and ``<backend>:<mode>`` for
-the LLM backend. The ``oracle`` backend is an UPPER BOUND: it answers from matrix factorisation
-fitted on the FULL log (held-out ratings included), i.e. the ground truth a log-based simulator uses.
+- ``uniform``: K-1 items drawn uniformly from those rated by someone in training (mostly obscure ones,
+  so popularity alone wins often);
+- ``popularity``: K-1 items from the positive's popularity stratum (:func:`popularity_strata`: ``STRATA``
+  strata of equal training-interaction mass, each of at least ``STRATUM_MIN`` items; a neighbouring
+  stratum joins only where the user rated nearly all of it), so that popularity alone is near chance;
+- ``pool``: ``POOL`` - 1 items, one from each of ``POOL`` - 1 strata of equal training-interaction mass
+  (so the pool is popularity-distributed like the positives); methods rank the whole pool and the
+  hit rate is HR@10, reported with NDCG@10.
+
+A method's hit rate is the fraction of queries with the positive ranked first (``uniform``,
+``popularity``) or in the top 10 (``pool``), with a 95% Wilson interval; ties are broken at random
+(seeded); queries a method failed on are excluded from its ``n`` and reported as ``failures``.
+
+Methods: ``random`` (seeded uniform scores; expectation 1/K or 10/``POOL``), ``popularity``
+(training interaction counts), ``user_model`` (``LoggedUserModel`` fitted on the training part only),
+``oracle`` (an UPPER BOUND: matrix factorisation fitted on the FULL log, held-out ratings included,
+i.e. the ground truth a log-based simulator uses), and for an LLM backend:
+``<backend>:choice`` (one letter answer), ``<backend>:choice-perm<P>`` (votes over P cyclic shifts of the
+candidates, P = K), ``<backend>:score-sum``, ``:score-mean``, ``:score-pmi`` (the title scorings of
+:data:`~ialp.llm.base.Scoring`, all from one scoring pass) and ``<backend>:hybrid``: a conditional logit over
+(PMI score, raw score, log popularity, user model) whose weights are fitted on VALIDATION users (a sample
+disjoint from the evaluation users, same sampler), never on the users it is evaluated on.
+With ``--backend oracle`` its ``oracle:choice``/``oracle:score`` answer structured queries as before.
 """
 
 from __future__ import annotations
@@ -21,18 +38,28 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from ialp.data import InteractionLog, LoggedData, load_dataset
 from ialp.llm.base import LLMBackend, LLMConfig
+from ialp.llm.preferences import PreferenceExtractor, TitleScores
 from ialp.llm.prompts import PreferenceQuery, query_from_log
 from ialp.schema import load
 from ialp.simulators.logged import LoggedUserModel, MatrixFactorization, MFConfig
 from ialp.storage import cache_root, stage_key
 
-__all__ = ["build_backend", "evaluate_preferences", "format_report", "load_llm_config", "wilson_interval"]
+__all__ = ["NEGATIVES", "Negatives", "build_backend", "evaluate_preferences", "format_report", "load_llm_config",
+           "popularity_strata", "sample_cases", "wilson_interval"]
+
+#: How negatives are drawn (see the module docstring).
+Negatives = Literal["uniform", "popularity", "pool"]
+NEGATIVES: tuple[str, ...] = get_args(Negatives)
+STRATA, STRATUM_MIN = 100, 40  # popularity sampler: strata of equal interaction mass, each >= 40 items
+POOL = 100  # pool sampler: candidates ranked (one positive)
+TOP = 10  # pool sampler: HR@TOP and NDCG@TOP
+HYBRID_FEATURES = ("score-pmi", "score-sum", "log-popularity", "user_model")
 
 
 def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -75,7 +102,9 @@ def build_backend(config: LLMConfig, truth: Any = None) -> LLMBackend:
 
 # ------------------------------------------------------------------------------------------- data
 @dataclasses.dataclass(frozen=True)
-class _Case:
+class Case:
+    """One evaluation query: a user, where their shown history stops, the candidates and the positive's slot."""
+
     user: int
     history_end: int  # position in the user's history where the shown history stops (exclusive)
     candidates: tuple[int, ...]
@@ -92,62 +121,170 @@ def _fit_full(log: InteractionLog, config: MFConfig, cache_dir: Path) -> MatrixF
     return mf
 
 
-def _sample_cases(log: InteractionLog, train: InteractionLog, k: int, n_users: int, rng: np.random.Generator,
-                  positive_threshold: float) -> list[_Case]:
+def popularity_strata(counts: np.ndarray, n_strata: int, min_items: int, rng: np.random.Generator) -> np.ndarray:
+    """Each item's popularity stratum (0 = most popular): strata of about equal training-interaction mass
+    (each holds ``1/n_strata`` of the interactions, and at least ``min_items`` items), in the order of ``counts``
+    (ties in random order); items never interacted with form one last stratum.
+
+    >>> popularity_strata(np.array([0, 6, 4, 3, 2, 1, 0]), 3, 1, np.random.default_rng(0)).tolist()
+    [3, 0, 1, 1, 2, 2, 3]
+    """
+    order = np.lexsort((rng.random(counts.size), -counts))
+    out = np.empty(counts.size, dtype=np.int64)
+    share, stratum, mass, size = counts.sum() / n_strata, 0, 0.0, 0
+    for item in order:
+        if counts[item] == 0:
+            out[item] = stratum + (size > 0)
+            continue
+        if mass >= share and size >= min_items:
+            stratum, mass, size = stratum + 1, 0.0, 0
+        out[item] = stratum
+        mass, size = mass + counts[item], size + 1
+    return out
+
+
+class _Negatives:
+    """Draws one user's negatives for a sampler (see the module docstring); all randomness from ``rng``."""
+
+    def __init__(self, kind: Negatives, counts: np.ndarray, k: int, rng: np.random.Generator) -> None:
+        if kind not in NEGATIVES:
+            raise ValueError(f"negatives must be one of {NEGATIVES}, got {kind!r}")
+        self.kind, self.k, self.rng = kind, k, rng
+        self.pool = np.flatnonzero(counts > 0)
+        if kind == "popularity":
+            self.strata = popularity_strata(counts, STRATA, STRATUM_MIN, rng)
+        elif kind == "pool":
+            self.strata = popularity_strata(counts, POOL - 1, 1, rng)
+
+    def _near(self, stratum: int, need: int, taken: set[int]) -> list[int]:
+        """``need`` distinct items of ``stratum`` not in ``taken``; the nearest strata join only if it has too few."""
+        for d in range(int(self.strata.max()) + 1):
+            near = np.flatnonzero(np.abs(self.strata - stratum) <= d)
+            free = [int(i) for i in near if int(i) not in taken]
+            if len(free) >= need:
+                return [int(i) for i in self.rng.choice(free, size=need, replace=False)]
+        raise ValueError(f"fewer than {need} items the user has not rated")
+
+    def draw(self, positive: int, rated: set[int]) -> list[int]:
+        """Distinct negatives for one positive, none of them rated by the user."""
+        if self.kind == "uniform":
+            out: list[int] = []
+            while len(out) < self.k - 1:
+                for item in self.rng.choice(self.pool, size=2 * self.k, replace=True).tolist():
+                    if item not in rated and item not in out and len(out) < self.k - 1:
+                        out.append(int(item))
+            return out
+        if self.kind == "popularity":
+            return self._near(int(self.strata[positive]), self.k - 1, rated)
+        out = []
+        for s in range(POOL - 1):  # one negative from each stratum of the interacted items
+            out += self._near(s, 1, rated | set(out))
+        return out
+
+
+def sample_cases(log: InteractionLog, train: InteractionLog, k: int, n_users: int, rng: np.random.Generator,
+                 positive_threshold: float, negatives: Negatives = "uniform", exclude: Sequence[int] = ()
+                 ) -> list[Case]:
+    """Queries for ``n_users`` users with a held-out positive (not in ``exclude``), negatives by the sampler.
+
+    ``k`` is the number of candidates of the ``uniform`` and ``popularity`` samplers; ``pool`` has ``POOL``.
+    """
     starts = np.searchsorted(log.users, np.arange(log.n_users + 1))
     train_counts = np.bincount(train.users, minlength=log.n_users)
-    pool = np.flatnonzero(np.bincount(train.items, minlength=log.n_items) > 0)
+    skip = set(exclude)
     eligible: list[tuple[int, int]] = []
     for u in range(log.n_users):
         lo, hi = starts[u], starts[u + 1]
         split = lo + train_counts[u]
-        if train_counts[u] < 1:
+        if train_counts[u] < 1 or u in skip:
             continue
         good = np.flatnonzero(log.feedback[split:hi] >= positive_threshold)
         if good.size:
             eligible.append((u, int(split + good[0] - lo)))
     if not eligible:
-        raise ValueError(f"no user has a held-out rating >= {positive_threshold}")
+        raise ValueError(f"no user has a held-out rating >= {positive_threshold}"
+                         + (f" outside the {len(skip)} excluded users" if skip else ""))
     picks = rng.choice(len(eligible), size=min(n_users, len(eligible)), replace=False)
+    sampler = _Negatives(negatives, np.bincount(train.items, minlength=log.n_items), POOL if negatives == "pool" else k,
+                         rng)
     cases = []
     for p in picks:
         u, pos_at = eligible[int(p)]
         rated = set(log.items[starts[u]:starts[u + 1]].tolist())
         positive = int(log.items[starts[u] + pos_at])
-        negatives: list[int] = []
-        while len(negatives) < k - 1:
-            for item in rng.choice(pool, size=2 * k, replace=True).tolist():
-                if item not in rated and item not in negatives and len(negatives) < k - 1:
-                    negatives.append(int(item))
-        slot = int(rng.integers(0, k))
-        cands = [*negatives[:slot], positive, *negatives[slot:]]
-        cases.append(_Case(u, int(train_counts[u]), tuple(cands), slot))
+        drawn = sampler.draw(positive, rated)
+        slot = int(rng.integers(0, len(drawn) + 1))
+        cands = [*drawn[:slot], positive, *drawn[slot:]]
+        cases.append(Case(u, int(train_counts[u]), tuple(cands), slot))
     return cases
 
 
-def _summary(choices: Sequence[int | None], cases: Sequence[_Case]) -> dict[str, Any]:
-    done = [(c, case.positive) for c, case in zip(choices, cases, strict=True) if c is not None]
-    hits, n = sum(1 for c, p in done if c == p), len(done)
+def _positive_rank(scores: np.ndarray, positive: int, rng: np.random.Generator) -> int:
+    """0-based rank of ``scores[positive]`` (best first), ties broken at random."""
+    ahead = int(np.sum(scores > scores[positive]))
+    tied = int(np.sum(scores == scores[positive])) - 1
+    return ahead + (int(rng.integers(0, tied + 1)) if tied else 0)
+
+
+def _summary(scores: Sequence[np.ndarray | None], cases: Sequence[Case], pool: bool, seed: int) -> dict[str, Any]:
+    """Hit rate (top 1, or top ``TOP`` for a pool) with its Wilson interval, plus NDCG@``TOP`` for a pool."""
+    rng = np.random.default_rng([seed, 7])
+    ranks = [_positive_rank(np.asarray(s, dtype=np.float64), c.positive, rng)
+             for s, c in zip(scores, cases, strict=True) if s is not None]
+    cut = TOP if pool else 1
+    hits, n = sum(r < cut for r in ranks), len(ranks)
     lo, hi = wilson_interval(hits, n)
-    return {"hit_rate": hits / n if n else None, "ci_low": lo, "ci_high": hi, "n": n,
-            "failures": len(cases) - n}
+    out = {"hit_rate": hits / n if n else None, "ci_low": lo, "ci_high": hi, "n": n, "failures": len(cases) - n}
+    if pool:
+        out[f"ndcg@{TOP}"] = float(np.mean([1.0 / math.log2(r + 2) if r < TOP else 0.0 for r in ranks])) if n else None
+    return out
+
+
+def _conditional_logit(features: Sequence[np.ndarray], positives: Sequence[int], l2: float = 1e-2
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weights of a softmax over each query's candidates (rows of ``features``), fitted by maximum likelihood.
+
+    Features are standardised over all candidates first; returns (weights, mean, scale).
+    """
+    from scipy.optimize import minimize
+
+    stacked = np.concatenate(features)
+    mean, scale = stacked.mean(axis=0), stacked.std(axis=0) + 1e-9
+    xs = [(f - mean) / scale for f in features]
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        total, grad = l2 * float(w @ w), 2 * l2 * w
+        for x, pos in zip(xs, positives, strict=True):
+            z = x @ w
+            p = np.exp(z - z.max())
+            p /= p.sum()
+            total -= float(z[pos] - z.max() - np.log(np.exp(z - z.max()).sum()))
+            grad -= x[pos] - p @ x
+        return total / len(xs), grad / len(xs)
+
+    w = minimize(loss, np.zeros(stacked.shape[1]), jac=True, method="L-BFGS-B").x
+    return w, mean, scale
 
 
 # ------------------------------------------------------------------------------------------- eval
 def evaluate_preferences(data_dir: str | os.PathLike[str], backend_config: LLMConfig | None = None, k: int = 5,
                          n_users: int = 100, seed: int = 0, modes: Sequence[str] = ("choice", "score"), *,
-                         window: int = 10, holdout_fraction: float = 0.2, positive_threshold: float = 4.0,
-                         batch_size: int = 16, cache_dir: str | os.PathLike[str] | None = None,
-                         progress: bool = True) -> dict[str, Any]:
-    """Hit rates of the baselines and of an LLM backend's modes on held-out positives.
+                         negatives: Negatives = "uniform", validation_users: int | None = None, window: int = 10,
+                         holdout_fraction: float = 0.2, positive_threshold: float = 4.0, batch_size: int = 16,
+                         cache_dir: str | os.PathLike[str] | None = None, progress: bool = True) -> dict[str, Any]:
+    """Hit rates of the baselines and of an LLM backend's variants on held-out positives.
 
     Args:
         data_dir: A MovieLens folder (any layout ``ialp.data.load_dataset`` detects).
-        backend_config: The LLM backend (``backend="oracle"`` for the ground-truth upper bound); None: baselines only.
-        k: Candidates per query (one positive, k-1 unrated items).
+        backend_config: The LLM backend (``backend="oracle"`` for the ground-truth answers); None: baselines only.
+        k: Candidates per query (one positive, k-1 unrated items) of the ``uniform``/``popularity`` samplers.
         n_users: Users sampled (at most the users with a held-out positive).
-        seed: Seeds user and candidate sampling, the random baseline and the MF fits.
-        modes: The backend's modes (``choice``, ``score``; score is skipped for backends without scoring).
+        seed: Seeds user and candidate sampling, the random baseline, tie-breaking and the MF fits.
+        modes: The backend's modes (``choice``: plain and permutation-debiased; ``score``: the three scorings and
+            the hybrid). Choice is skipped for the ``pool`` sampler (more candidates than letters).
+        negatives: ``uniform``, ``popularity`` or ``pool`` (see the module docstring).
+        validation_users: Users (disjoint from the evaluation users) the hybrid's weights are fitted on
+            (default: ``n_users``).
         window: Recent training items shown per user.
         holdout_fraction: Fraction of each user's interactions held out (in time order).
         positive_threshold: Minimum held-out feedback of a positive.
@@ -156,76 +293,167 @@ def evaluate_preferences(data_dir: str | os.PathLike[str], backend_config: LLMCo
         progress: Show a progress bar on stderr.
 
     Returns:
-        ``{"methods": {name: {"hit_rate", "ci_low", "ci_high", "n", "failures"}}, "llm": {"calls",
-        "cache_hits", "failures", "prompt_tokens", "completion_tokens"}}``.
+        ``{"negatives": S, "methods": {name: {"hit_rate", "ci_low", "ci_high", "n", "failures"[, "ndcg@10"]}},
+        "llm": {"calls", "cache_hits", "failures", "prompt_tokens", "completion_tokens"}}``.
+
+    Raises:
+        LLMError: The backend failed on more than ``llm.max_failure_share`` of the queries of a mode.
     """
-    from tqdm import tqdm
-
-    from ialp.llm.preferences import PreferenceExtractor
-
     if not 2 <= k <= 26:
         raise ValueError(f"k must be in [2, 26], got {k}")
     if n_users < 1:
         raise ValueError(f"n_users must be >= 1, got {n_users}")
+    if negatives not in NEGATIVES:
+        raise ValueError(f"negatives must be one of {NEGATIVES}, got {negatives!r}")
+    n_val = n_users if validation_users is None else validation_users
+    if n_val < 1:
+        raise ValueError(f"validation_users must be >= 1, got {n_val}")
     data = load_dataset(data_dir)
     log, cache = data.log, Path(cache_dir) if cache_dir is not None else cache_root()
     train, _ = log.split_by_time(holdout_fraction)
     rng = np.random.default_rng(seed)
-    cases = _sample_cases(log, train, k, n_users, rng, positive_threshold)
+    cases = sample_cases(log, train, k, n_users, rng, positive_threshold, negatives)
+    pool = negatives == "pool"
     methods: dict[str, dict[str, Any]] = {}
 
-    picks = rng.integers(0, k, len(cases))
-    methods["random"] = {**_summary(picks.tolist(), cases), "expected": 1.0 / k}
-    popularity = np.bincount(train.items, minlength=log.n_items)
-    methods["popularity"] = _summary([int(np.argmax(popularity[list(c.candidates)])) for c in cases], cases)
+    def report(name: str, scores: Sequence[np.ndarray | None], **extra: Any) -> None:
+        methods[name] = {**_summary(scores, cases, pool, seed), **extra}
+
+    report("random", [rng.random(len(c.candidates)) for c in cases],
+           expected=min(TOP if pool else 1, len(cases[0].candidates)) / len(cases[0].candidates))
+    popularity = np.bincount(train.items, minlength=log.n_items).astype(np.float64)
+    report("popularity", [popularity[list(c.candidates)] for c in cases])
     mf_config = MFConfig(seed=seed)
     fitted = LoggedUserModel(LoggedData(train, data.catalog, data.report, data.user_features), mf_config,
                              cache_dir=cache, verbose=False)
-    methods["user_model"] = _summary(
-        [int(np.argmax(fitted.mf.predict(np.full(k, c.user), np.array(c.candidates)))) for c in cases], cases)
+
+    def user_model(cs: Sequence[Case]) -> list[np.ndarray]:
+        return [fitted.mf.predict(np.full(len(c.candidates), c.user), np.array(c.candidates)) for c in cs]
+
+    report("user_model", user_model(cases))
+    full = _fit_full(log, mf_config, cache)
+    lo_fb, hi_fb = log.feedback_range
+
+    def truth(q: PreferenceQuery) -> np.ndarray:
+        return np.clip(full.predict(np.full(q.k, q.user), np.array(q.candidates)), lo_fb, hi_fb)
+
+    report("oracle", [np.clip(full.predict(np.full(len(c.candidates), c.user), np.array(c.candidates)), lo_fb, hi_fb)
+                      for c in cases])
 
     llm: dict[str, Any] = {"calls": 0, "cache_hits": 0, "failures": 0, "prompt_tokens": 0, "completion_tokens": 0}
     if backend_config is None:
-        return {"methods": methods, "llm": llm}
-    truth = None
-    if backend_config.backend == "oracle":
-        full = _fit_full(log, mf_config, cache)
-        lo_fb, hi_fb = log.feedback_range
-        truth = lambda q: np.clip(full.predict(np.full(q.k, q.user), np.array(q.candidates)),  # noqa: E731
-                                  lo_fb, hi_fb)
-    backend = build_backend(backend_config, truth)
-    queries: list[PreferenceQuery] = [query_from_log(train, c.user, c.candidates, window=window) for c in cases]
-    parse_failures = 0
+        return {"negatives": negatives, "methods": methods, "llm": llm}
+    backend = build_backend(backend_config, truth if backend_config.backend == "oracle" else None)
+    run = _LLMRun(backend, data.catalog, train, window, batch_size, progress)
+    failures = 0
     try:
         for mode in modes:
-            if mode == "score" and not backend.supports_scoring and not hasattr(backend, "answer_query"):
+            if mode == "score" and not backend.supports_scoring and not run.is_oracle:
                 print(f"[ialp] {backend.name}: no scoring support; skipping mode 'score'", file=sys.stderr)
                 continue
-            extractor = PreferenceExtractor(backend, data.catalog, mode)  # type: ignore[arg-type]
-            choices: list[int | None] = []
-            bar = tqdm(total=len(queries), desc=f"{backend.name}:{mode}", file=sys.stderr, disable=not progress,
-                       leave=False)
-            for start in range(0, len(queries), batch_size):
-                prefs = extractor.prefer(queries[start:start + batch_size])
-                choices.extend(p.choice for p in prefs)
-                bar.update(len(prefs))
-            bar.close()
-            parse_failures += extractor.parse_failures
-            methods[f"{backend.name}:{mode}"] = _summary(choices, cases)
+            if run.is_oracle:
+                choices, extractor = run.prefer(cases, mode)
+                report(f"{backend.name}:{mode}", choices)
+            elif mode == "choice":
+                if pool:
+                    print(f"[ialp] {backend.name}: choice mode cannot show {POOL} candidates; skipping it",
+                          file=sys.stderr)
+                    continue
+                choices, extractor = run.prefer(cases, "choice", 1)
+                report(f"{backend.name}:choice", choices)
+                failures += extractor.parse_failures
+                choices, extractor = run.prefer(cases, "choice", k)
+                report(f"{backend.name}:choice-perm{k}", choices)
+            else:
+                titles, extractor = run.title_scores(cases)
+                for scoring in ("sum", "mean", "pmi"):
+                    report(f"{backend.name}:score-{scoring}",
+                           [None if t.error else t.value(scoring) for t in titles])
+                val = sample_cases(log, train, k, n_val, rng, positive_threshold, negatives,
+                                   exclude=[c.user for c in cases])
+                val_titles, _ = run.title_scores(val)
+
+                def features(cs: Sequence[Case], ts: Sequence[Any]) -> list[np.ndarray | None]:
+                    mf = user_model(cs)
+                    return [None if t.error else np.column_stack([
+                        t.value("pmi"), t.value("sum"), np.log1p(popularity[list(c.candidates)]), m])
+                        for c, t, m in zip(cs, ts, mf, strict=True)]
+
+                fit_x = features(val, val_titles)
+                keep = [j for j, x in enumerate(fit_x) if x is not None]
+                w, mean, scale = _conditional_logit([fit_x[j] for j in keep],  # type: ignore[misc]
+                                                    [val[j].positive for j in keep])
+                report(f"{backend.name}:hybrid", [None if x is None else ((x - mean) / scale) @ w
+                                                  for x in features(cases, titles)],
+                       weights=dict(zip(HYBRID_FEATURES, (round(float(v), 4) for v in w), strict=True)),
+                       validation_n=len(keep))
+            failures += extractor.parse_failures
         s = backend.stats
-        llm = {"calls": s.calls, "cache_hits": s.cache_hits, "failures": s.failures + parse_failures,
+        llm = {"calls": s.calls, "cache_hits": s.cache_hits, "failures": s.failures + failures,
                "prompt_tokens": s.prompt_tokens, "completion_tokens": s.completion_tokens}
     finally:
         backend.close()
-    return {"methods": methods, "llm": llm}
+    return {"negatives": negatives, "methods": methods, "llm": llm}
+
+
+class _LLMRun:
+    """Asks one backend about evaluation cases in batches, with a progress bar; failures tallied per extractor."""
+
+    def __init__(self, backend: LLMBackend, catalog: Any, train: InteractionLog, window: int, batch_size: int,
+                 progress: bool) -> None:
+        self.backend, self.catalog, self.train = backend, catalog, train
+        self.window, self.batch_size, self.progress = window, batch_size, progress
+        self.is_oracle = callable(getattr(backend, "answer_query", None))
+
+    def _queries(self, cases: Sequence[Case]) -> list[PreferenceQuery]:
+        return [query_from_log(self.train, c.user, c.candidates, window=self.window) for c in cases]
+
+    def _batches(self, queries: list[PreferenceQuery], desc: str) -> Any:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(queries), desc=desc, file=sys.stderr, disable=not self.progress, leave=False)
+        for start in range(0, len(queries), self.batch_size):
+            yield queries[start:start + self.batch_size]
+            bar.update(min(self.batch_size, len(queries) - start))
+        bar.close()
+
+    def prefer(self, cases: Sequence[Case], mode: str, permutations: int = 1
+               ) -> tuple[list[np.ndarray | None], PreferenceExtractor]:
+        """Each case's answer as scores over its candidates (one-hot, vote shares or the oracle's), None on failure."""
+        extractor = PreferenceExtractor(self.backend, self.catalog, mode, permutations=permutations)  # type: ignore[arg-type]
+        out: list[np.ndarray | None] = []
+        for batch in self._batches(self._queries(cases), f"{self.backend.name}:{mode}/{permutations}"):
+            for p in extractor.prefer(batch):
+                if p.choice is None:
+                    out.append(None)
+                else:
+                    out.append(np.eye(p.query.k)[p.choice] if p.scores is None else np.asarray(p.scores))
+        return out, extractor
+
+    def title_scores(self, cases: Sequence[Case]) -> tuple[list[TitleScores], PreferenceExtractor]:
+        """Every case's title scores (with priors) from one scoring pass, failures tallied."""
+        extractor = PreferenceExtractor(self.backend, self.catalog, "score")
+        out: list[TitleScores] = []
+        for batch in self._batches(self._queries(cases), f"{self.backend.name}:score"):
+            got = extractor.title_scores(batch, prior=True)
+            extractor.tally([t.reason for t in got])
+            out += got
+        return out, extractor
 
 
 def format_report(result: dict[str, Any]) -> str:
     """A readable table of :func:`evaluate_preferences`' result."""
-    lines = [f"{'method':<20} {'hit rate':>8}  {'95% CI':<15} {'n':>5} {'failures':>8}"]
+    ndcg = f"ndcg@{TOP}"
+    pool = any(ndcg in m for m in result["methods"].values())
+    rate = f"HR@{TOP}" if pool else "hit rate"
+    lines = [f"negatives: {result.get('negatives', 'uniform')}",
+             f"{'method':<24} {rate:>8}  {'95% CI':<15} {'n':>5} {'failures':>8}" + (f" {ndcg:>8}" if pool else "")]
     for name, m in result["methods"].items():
-        rate = "-" if m["hit_rate"] is None else f"{m['hit_rate']:.3f}"
-        lines.append(f"{name:<20} {rate:>8}  [{m['ci_low']:.3f}, {m['ci_high']:.3f}]  {m['n']:>5} {m['failures']:>8}")
+        hr = "-" if m["hit_rate"] is None else f"{m['hit_rate']:.3f}"
+        line = f"{name:<24} {hr:>8}  [{m['ci_low']:.3f}, {m['ci_high']:.3f}]  {m['n']:>5} {m['failures']:>8}"
+        if pool:
+            line += " " + ("-" if m.get(ndcg) is None else f"{m[ndcg]:.3f}").rjust(8)
+        lines.append(line)
     s = result["llm"]
     lines.append(f"llm: {s['calls']} calls, {s['cache_hits']} cache hits, {s['failures']} failures, "
                  f"{s['prompt_tokens']} prompt + {s['completion_tokens']} completion tokens")

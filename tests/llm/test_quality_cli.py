@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ialp.cli import main
-from ialp.llm.quality import load_llm_config, wilson_interval
+from ialp.data import load_dataset
+from ialp.llm.quality import POOL, evaluate_preferences, load_llm_config, sample_cases, wilson_interval
 
 MOVIELENS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "movielens"
 SMALL = MOVIELENS / "ml-latest-small"
@@ -24,8 +26,8 @@ def _eval(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
     return json.loads(out)
 
 
-def _check_contract(result: dict, methods: set[str], users: int) -> None:
-    assert set(result) == {"methods", "llm"}
+def _check_contract(result: dict, methods: set[str], users: int, negatives: str = "uniform") -> None:
+    assert set(result) == {"negatives", "methods", "llm"} and result["negatives"] == negatives
     assert set(result["llm"]) == {"calls", "cache_hits", "failures", "prompt_tokens", "completion_tokens"}
     assert set(result["methods"]) == methods
     for m in result["methods"].values():
@@ -33,12 +35,16 @@ def _check_contract(result: dict, methods: set[str], users: int) -> None:
         assert m["n"] + m["failures"] == users
         if m["n"]:
             assert 0.0 <= m["ci_low"] <= m["hit_rate"] <= m["ci_high"] <= 1.0
+        assert ("ndcg@10" in m) == (negatives == "pool")
+        if negatives == "pool" and m["n"]:
+            assert 0.0 <= m["ndcg@10"] <= m["hit_rate"]
 
 
 def test_eval_oracle_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
     assert SMALL.is_dir(), f"MovieLens data missing at {SMALL}"
     result = _eval(capsys, "--backend", "oracle", "--k", "4", "--users", "20", "--seed", "1")
-    _check_contract(result, {"random", "popularity", "user_model", "oracle:choice", "oracle:score"}, 20)
+    _check_contract(result, {"random", "popularity", "user_model", "oracle", "oracle:choice", "oracle:score"}, 20)
+    assert result["methods"]["oracle:choice"]["hit_rate"] == result["methods"]["oracle"]["hit_rate"]
     assert result["llm"]["calls"] == 0 and result["llm"]["prompt_tokens"] == 0
     assert result["methods"]["random"]["expected"] == 0.25
     assert result["methods"]["oracle:choice"]["failures"] == 0
@@ -47,16 +53,54 @@ def test_eval_oracle_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
 def test_eval_embedded_model_second_run_is_served_from_cache(capsys: pytest.CaptureFixture[str],
                                                              tmp_path: Path) -> None:
     assert SMALL.is_dir(), f"MovieLens data missing at {SMALL}"
-    args = ("--backend", "llamacpp", "--k", "3", "--users", "3", "--seed", "0", "--set",
+    args = ("--backend", "llamacpp", "--k", "3", "--users", "3", "--validation-users", "4", "--seed", "0", "--set",
             f"llm.cache_dir={tmp_path}", "--set", "llm.max_tokens=4")
     first = _eval(capsys, *args)
-    methods = {"random", "popularity", "user_model", "llamacpp:choice", "llamacpp:score"}
+    methods = {"random", "popularity", "user_model", "oracle", "llamacpp:choice", "llamacpp:choice-perm3",
+               "llamacpp:score-sum", "llamacpp:score-mean", "llamacpp:score-pmi", "llamacpp:hybrid"}
     _check_contract(first, methods, 3)
     assert first["llm"]["calls"] > 0 and first["llm"]["prompt_tokens"] > 0
     second = _eval(capsys, *args)
     _check_contract(second, methods, 3)
     assert second["llm"]["calls"] == 0 and second["llm"]["cache_hits"] >= 3
     assert second["methods"] == first["methods"]
+    assert first["methods"]["llamacpp:hybrid"]["validation_n"] == 4
+    assert set(first["methods"]["llamacpp:hybrid"]["weights"]) == {"score-pmi", "score-sum", "log-popularity",
+                                                                   "user_model"}
+
+
+def test_samplers_draw_unrated_distinct_negatives_of_the_promised_popularity() -> None:
+    data = load_dataset(SMALL)
+    log = data.log
+    train, _ = log.split_by_time(0.2)
+    counts = np.log1p(np.bincount(train.items, minlength=log.n_items))
+    starts = np.searchsorted(log.users, np.arange(log.n_users + 1))
+    gaps = {}
+    for negatives in ("uniform", "popularity", "pool"):
+        cases = sample_cases(log, train, 5, 200, np.random.default_rng(3), 4.0, negatives)  # type: ignore[arg-type]
+        gap = []
+        for c in cases:
+            assert len(c.candidates) == (POOL if negatives == "pool" else 5) == len(set(c.candidates))
+            rated = set(log.items[starts[c.user]:starts[c.user + 1]].tolist())
+            negs = [i for j, i in enumerate(c.candidates) if j != c.positive]
+            assert not rated & set(negs)
+            gap += [abs(counts[i] - counts[c.candidates[c.positive]]) for i in negs]
+        gaps[negatives] = float(np.median(gap))
+    assert gaps["popularity"] < 0.3 < 1.0 < gaps["uniform"], gaps  # same stratum vs mostly obscure items
+    other = sample_cases(log, train, 5, 50, np.random.default_rng(3), 4.0, exclude=[c.user for c in cases])
+    assert not {c.user for c in other} & {c.user for c in cases}
+
+
+def test_popularity_alone_is_near_chance_only_on_matched_negatives() -> None:
+    rates = {n: evaluate_preferences(SMALL, None, k=5, n_users=300, seed=2, negatives=n,  # type: ignore[arg-type]
+                                     progress=False)["methods"] for n in ("uniform", "popularity", "pool")}
+    assert rates["uniform"]["popularity"]["ci_low"] > 0.5
+    matched = rates["popularity"]["popularity"]
+    assert matched["hit_rate"] < 0.3 < rates["uniform"]["popularity"]["hit_rate"] - 0.2  # chance: 0.2
+    assert rates["pool"]["random"]["expected"] == 0.1 and rates["pool"]["random"]["hit_rate"] < 0.2
+    for name, methods in rates.items():  # the ground truth beats the fitted model everywhere, popularity where matched
+        rivals = ("random", "user_model") if name == "uniform" else ("random", "popularity", "user_model")
+        assert methods["oracle"]["hit_rate"] > max(methods[m]["hit_rate"] for m in rivals)
 
 
 def test_readable_table(capsys: pytest.CaptureFixture[str]) -> None:
