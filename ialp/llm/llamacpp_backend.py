@@ -150,11 +150,33 @@ class LlamaCppBackend(CachedBackend):
             self._record(latency_s=time.perf_counter() - t0, prompt_tokens=n_in, completion_tokens=n_out)
         return out
 
-    def _last_logprobs(self) -> np.ndarray:
+    def _decode(self, tokens: list[int], start: int, first_logits: int) -> list[np.ndarray]:
+        """Evaluate ``tokens`` at positions ``start``, ``start + 1``, ... in the model's one sequence (its KV cache
+        beyond ``start`` dropped) and return the log-softmax of the logits at every position >= ``first_logits``.
+
+        One ``llama_decode`` per ``n_batch`` tokens, with logits only where they are read; the ``Llama`` object's
+        record of its cached tokens is kept in step, so its own prefix reuse stays right.
+        """
         import llama_cpp
 
-        ptr = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
-        return _log_softmax(np.ctypeslib.as_array(ptr, shape=(self.llm.n_vocab(),)))
+        llm = self.llm
+        llm._ctx.kv_cache_seq_rm(-1, start, -1)
+        llm.n_tokens = start
+        rows: list[np.ndarray] = []
+        for at in range(0, len(tokens), llm.n_batch):
+            chunk = tokens[at:at + llm.n_batch]
+            pos0 = start + at
+            llm._batch.set_batch(batch=chunk, n_past=pos0, logits_all=False)
+            wanted = [i for i in range(len(chunk)) if pos0 + i >= first_logits]
+            for i in range(len(chunk)):
+                llm._batch.batch.logits[i] = i in wanted
+            llm._ctx.decode(llm._batch)
+            llm.input_ids[pos0:pos0 + len(chunk)] = chunk
+            llm.n_tokens = pos0 + len(chunk)
+            for i in wanted:
+                ptr = llama_cpp.llama_get_logits_ith(llm.ctx, i)
+                rows.append(_log_softmax(np.ctypeslib.as_array(ptr, shape=(llm.n_vocab(),))))
+        return rows
 
     def _score_one(self, prompt: str, continuation: str) -> ScoreResult:
         llm = self.llm
@@ -172,19 +194,15 @@ class LlamaCppBackend(CachedBackend):
             return ScoreResult(None, error="llamacpp: cannot score a continuation with no prompt token before it")
         if len(full) > self.config.n_ctx:
             return ScoreResult(None, error=f"llamacpp: {len(full)} tokens exceed n_ctx={self.config.n_ctx}")
-        # Reuse the KV cache for the shared prefix, but always re-evaluate the prompt's last token for its logits.
+        # Reuse the KV cache for the shared prefix; evaluate the rest (from the prompt's last token, whose logits
+        # predict the continuation's first) in one batch, with logits at the continuation's positions only.
         reuse = 0
         for a, b in zip(llm.input_ids[:llm.n_tokens], full[:k - 1], strict=False):
             if a != b:
                 break
             reuse += 1
-        llm.n_tokens = reuse
-        llm.eval(full[reuse:k])
-        total = 0.0
-        for j, tok in enumerate(cont):
-            total += float(self._last_logprobs()[tok])
-            if j + 1 < len(cont):
-                llm.eval([tok])
+        rows = self._decode(full[reuse:-1], reuse, k - 1)
+        total = sum(float(row[tok]) for row, tok in zip(rows, cont, strict=True))
         return ScoreResult(total, len(cont), len(head))
 
     def _score_batch(self, pairs: list[tuple[str, str]]) -> list[ScoreResult]:
