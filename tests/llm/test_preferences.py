@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 import ialp  # noqa: F401  (registers the env ids)
 from ialp.llm import LLMConfig, make_backend
-from ialp.llm.base import LLMBackend, LLMError
+from ialp.llm.base import CachedBackend, Completion, LLMBackend, LLMError
 from ialp.llm.oracle import OracleBackend
 from ialp.llm.preferences import PreferenceExtractor
 from ialp.llm.prompts import PreferenceQuery, query_from_env
@@ -84,6 +85,15 @@ def test_embedded_model_score_mode(llamacpp: LLMBackend) -> None:
     assert pref.ok and pref.scores is not None
     assert sum(pref.scores) == pytest.approx(1.0) and pref.choice == int(np.argmax(pref.scores))
     assert pref.ranking is not None and pref.ranking[0] == pref.choice
+    extractor = PreferenceExtractor(llamacpp, model.catalog, "score")
+    (ts,) = extractor.title_scores([query], prior=True)
+    calls = llamacpp.stats.calls
+    assert ts.error is None and ts.prior is not None and (ts.n_tokens > 0).all()
+    for scoring in ("sum", "mean", "pmi"):  # each variant is read from the same log-probabilities, no new call
+        (p,) = PreferenceExtractor(llamacpp, model.catalog, "score", scoring=scoring).prefer([query])  # type: ignore[arg-type]
+        assert p.choice == int(np.argmax(ts.value(scoring)))  # type: ignore[arg-type]
+    assert llamacpp.stats.calls == calls
+    np.testing.assert_allclose(ts.value("pmi"), ts.logprob - ts.prior)
 
 
 def test_unknown_mode_is_rejected() -> None:
@@ -102,3 +112,39 @@ def test_failure_share_beyond_the_limit_raises_with_kinds(llamacpp: LLMBackend) 
     tolerant = PreferenceExtractor(llamacpp, model.catalog, "choice", max_failure_share=1.0, **cut)  # type: ignore[arg-type]
     assert [p.choice for p in tolerant.prefer(queries)] == [None, None]
     assert tolerant.failure_kinds == {"unparseable": 2}
+
+
+class _LetterBackend(CachedBackend):
+    """Answers choice prompts by rule, over no model: ``"A"`` always (pure position bias), or the letter of one
+    favourite title wherever it is shown (no position bias)."""
+
+    name = "letters"
+
+    def __init__(self, favourite: str | None, tmp: str) -> None:
+        super().__init__(LLMConfig(backend="openai", model="rule", cache_dir=tmp))
+        self.favourite = favourite
+
+    def _complete_batch(self, prompts: list[str], params: dict) -> list[Completion]:
+        out = []
+        for prompt in prompts:
+            lines = [ln for ln in prompt.splitlines() if ln[:2] in {f"{c}." for c in "ABCDEFGH"}]
+            fav = [ln[0] for ln in lines if self.favourite is not None and self.favourite in ln]
+            out.append(Completion(text=" " + (fav[0] if fav else "A")))
+        return out
+
+
+def test_choice_permutations_cancel_position_bias(tmp_path: Any) -> None:
+    model = SyntheticUserModel(SyntheticConfig(n_items=40))
+    titles = model.catalog.titles
+    queries = [PreferenceQuery((1,), (0.5,), (10 + i, 20 + i, 30 + i, 5 + i)) for i in range(3)]
+    biased = PreferenceExtractor(_LetterBackend(None, str(tmp_path / "a")), model.catalog, "choice", permutations=4)
+    for p in biased.prefer(queries):  # "A" in every shift: one vote per candidate, nothing learnt from position
+        assert p.scores == (0.25, 0.25, 0.25, 0.25) and p.attempts == 4
+    for slot in range(4):
+        fav = titles[queries[0].candidates[slot]]
+        backend = _LetterBackend(fav, str(tmp_path / f"f{slot}"))
+        (p,) = PreferenceExtractor(backend, model.catalog, "choice", permutations=4).prefer(queries[:1])
+        assert p.choice == slot and p.scores is not None and p.scores[slot] == 1.0
+        assert backend.stats.calls == 4
+    single = PreferenceExtractor(_LetterBackend(None, str(tmp_path / "s")), model.catalog, "choice")
+    assert [p.choice for p in single.prefer(queries)] == [0, 0, 0] and single.permutations == 1

@@ -162,3 +162,27 @@ def test_run_distillation_against_closed_port_fails(capsys: pytest.CaptureFixtur
     err = capsys.readouterr().err
     assert code == 3, err
     assert url in err and "preference queries failed" in err and "backend: connection error" in err
+
+
+def test_hybrid_weights_come_from_the_data() -> None:
+    from ialp.llm.quality import _conditional_logit
+
+    rng = np.random.default_rng(0)
+    feats, positives = [], []
+    for _ in range(200):  # the positive is the argmax of feature 0 plus noise; feature 1 is pure noise
+        x = rng.normal(size=(5, 2))
+        feats.append(x)
+        positives.append(int(np.argmax(2.0 * x[:, 0] + rng.normal(size=5))))
+    w, _, _ = _conditional_logit(feats, positives)
+    assert w[0] > 1.0 and abs(w[1]) < 0.3, w
+    w_flipped, _, _ = _conditional_logit([-x for x in feats], positives)
+    assert w_flipped[0] < -1.0
+
+
+def test_bench_llm_reports_candidates_scored_per_second(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "llm", "--backend", "llamacpp", "--prompts", "2", "--json", "--set", "llm.max_tokens=2"]) == 0
+    rows = {r["mode"]: r for r in json.loads(capsys.readouterr().out)}
+    assert list(rows) == ["sequential", "concurrent", "cached", "score", "score-cached"]
+    assert rows["score"]["candidates"] == 10 and rows["score"]["calls"] == 20  # 10 titles and their 10 priors
+    assert rows["score-cached"]["calls"] == 0 and rows["score-cached"]["cache_hits"] == 20
+    assert rows["score"]["candidates_per_s"] > 0 and rows["score"]["failures"] == 0
