@@ -55,8 +55,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 print(f"\n{point.label + ': ' if point.label else ''}setting {setting}, evaluation {mode}:")
                 print(summary_table([r for r in rows if r["setting"] == setting and r["eval_mode"] == mode
                                      and all(r[k] == v for k, v in point.values.items())]))
-    print(f"\nwrote {out}/: config.yaml, results.csv, curves.csv, summary.md, *.png; "
-          f"TensorBoard: tensorboard --logdir {out}/tb")
+    if points[0].label:
+        print(f"\nwrote {out}/: results.csv, curves.csv (a column per grid key), summary.md; each point's run folder "
+              f"(config.yaml, *.png, tb/) in {out}/grid/")
+    else:
+        print(f"\nwrote {out}/: config.yaml, results.csv, curves.csv, summary.md, *.png; "
+              f"TensorBoard: tensorboard --logdir {out}/tb")
     return 0
 
 
