@@ -38,6 +38,7 @@ def _import_ray() -> Any:
 
 def _trial(config: dict[str, Any]) -> None:
     """The function trainable: one cell of one point, with the trial's CPUs as torch's threads."""
+    import ray
     import torch
     from ray import tune
 
@@ -46,7 +47,7 @@ def _trial(config: dict[str, Any]) -> None:
     cfg = parse(ExperimentConfig, spec["config"])
     cell = Cell(spec["cell"]["setting"], spec["cell"]["seed"], tuple(spec["cell"]["methods"]))
     rows = Pipeline(cfg, spec["out"], progress=False, log=lambda msg: print(f"[ialp] {msg}", flush=True)).run_cell(cell)
-    tune.report({"rows": len(rows)})
+    tune.report({"rows": len(rows), "node_id": ray.get_runtime_context().get_node_id()})
 
 
 def _trial_dirname(trial: Any) -> str:
