@@ -205,6 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LLMError as exc:
         print(f"ialp: error: {exc}", file=sys.stderr)
         return 3
+    except ConnectionError as exc:  # --ray auto with no Ray running
+        print(f"ialp: error: {exc} (--ray local starts one for this run)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
