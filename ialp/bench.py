@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections.abc import Sequence
@@ -38,13 +39,15 @@ def _time_single(env: gym.Env, seconds: float, seed: int) -> float:
             return steps / (now - start)
 
 
-def _time_batched(venv: BatchedRecEnv, seconds: float, seed: int) -> float:
+def _time_batched(venv: BatchedRecEnv, seconds: float, seed: int, warmup: int = 1) -> tuple[float, float]:
+    """(user-steps per wall-clock second, per second of this process's CPU time) of random actions."""
     rng = np.random.default_rng(seed)
     pool = rng.integers(0, venv.action_space.n, (16, venv.num_envs))
     venv.seed(seed)
     venv.reset()
-    venv.step(pool[0])  # warm-up: first-touch allocations
-    steps, start = 0, time.perf_counter()
+    for i in range(warmup):  # first-touch allocations (and the candidate pools' first sessions)
+        venv.step(pool[i % len(pool)])
+    steps, start, cpu = 0, time.perf_counter(), time.process_time()
     deadline = start + seconds
     while True:
         for actions in pool:
@@ -52,15 +55,53 @@ def _time_batched(venv: BatchedRecEnv, seconds: float, seed: int) -> float:
         steps += len(pool) * venv.num_envs
         now = time.perf_counter()
         if now >= deadline:
-            return steps / (now - start)
+            return steps / (now - start), steps / max(time.process_time() - cpu, 1e-9)
+
+
+def bench_candidates_env(data_dir: str, seconds: float = 1.0, batch_sizes: Sequence[int] = (1024,),
+                         refresh: Sequence[int] = (0, 1, 10), generator: str | os.PathLike | None = None,
+                         pool: int = 64, seed: int = 0, warm_start: int = 10) -> list[dict[str, Any]]:
+    """Rows ``mode: "candidates"``: MovieLens-v0 whose K actions come from a ``CandidateGenerator``.
+
+    ``refresh`` 0 re-encodes each window and ranks the catalogue at every step; r >= 1 uses the KV-cached user
+    state and a pool of ``pool`` items refreshed every r steps (``SessionCandidates``). The generator is loaded
+    from ``generator`` or trained here (``sasrec-id``, one epoch: the cost per step does not depend on how well it
+    was trained, nor on its item tower, which is a precomputed table at serving time). Each row also gives
+    ``user_steps_per_cpu_s`` (per second of this process's CPU time: what a shared machine does not distort).
+    """
+    import dataclasses
+
+    from ialp.candidates import CandidateGenerator, CandidatesConfig
+    from ialp.data import load_dataset
+    from ialp.envs import make_batched
+
+    if generator is not None:
+        trained = CandidateGenerator.load(generator)
+    else:
+        cfg = CandidatesConfig(model="sasrec-id", epochs=1, progress=False, seed=seed)
+        trained = CandidateGenerator(config=cfg).fit(load_dataset(data_dir))
+    rows: list[dict[str, Any]] = []
+    for b in batch_sizes:
+        for r in refresh:
+            gen = copy.copy(trained)
+            gen.config = dataclasses.replace(trained.config, refresh=r, pool=pool if r else 0)
+            venv = make_batched("ialp/MovieLens-v0", num_envs=b, seed=seed, data_dir=data_dir, warm_start=warm_start,
+                                candidates=gen)
+            wall, cpu = _time_batched(venv, seconds, seed, warmup=16)
+            rows.append({"env": "ialp/MovieLens-v0", "mode": "candidates", "batch": b, "n_items": gen.k,
+                         "refresh": r, "pool": pool if r else 0, "user_steps_per_s": wall,
+                         "user_steps_per_cpu_s": cpu})
+    return rows
 
 
 def bench_env(seconds: float = 1.0, batch_sizes: Sequence[int] = BATCH_SIZES, n_items: int = 10_000,
-              data_dir: str | os.PathLike | None = None, seed: int = 0) -> list[dict[str, Any]]:
+              data_dir: str | os.PathLike | None = None, seed: int = 0, refresh: Sequence[int] = (),
+              generator: str | os.PathLike | None = None, pool: int = 64) -> list[dict[str, Any]]:
     """Measure user-steps/s for each environment and mode, all in this one process.
 
-    MovieLens-v0 is included when ``data_dir`` (or ``IALP_DATA_DIR``) names a MovieLens folder.
-    Gymnasium's ``CartPole-v1`` with random actions is the reference.
+    MovieLens-v0 is included when ``data_dir`` (or ``IALP_DATA_DIR``) names a MovieLens folder, and with
+    ``refresh`` also its candidate-generator rows (``bench_candidates_env``). Gymnasium's ``CartPole-v1`` with
+    random actions is the reference.
     """
     from ialp.envs import make_batched
 
@@ -77,7 +118,9 @@ def bench_env(seconds: float = 1.0, batch_sizes: Sequence[int] = BATCH_SIZES, n_
         for b in batch_sizes:
             venv = make_batched(env_id, num_envs=b, **kwargs)
             rows.append({"env": env_id, "mode": "batched", "batch": b, "n_items": n_actions,
-                         "user_steps_per_s": _time_batched(venv, seconds, seed)})
+                         "user_steps_per_s": _time_batched(venv, seconds, seed)[0]})
+    if data_dir and refresh:
+        rows += bench_candidates_env(str(Path(data_dir)), seconds, batch_sizes, refresh, generator, pool, seed)
     cartpole = gym.make("CartPole-v1")
     rows.append({"env": "CartPole-v1", "mode": "reference", "batch": 1, "n_items": 2,
                  "user_steps_per_s": _time_single(cartpole, seconds, seed)})
@@ -86,9 +129,11 @@ def bench_env(seconds: float = 1.0, batch_sizes: Sequence[int] = BATCH_SIZES, n_
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
     """A Markdown table of benchmark rows."""
-    lines = ["| env | mode | batch | items | user-steps/s |", "|---|---|---:|---:|---:|"]
+    lines = ["| env | mode | batch | items | user-steps/s | per CPU-s |", "|---|---|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['env']} | {r['mode']} | {r['batch']} | {r['n_items']} | {r['user_steps_per_s']:,.0f} |")
+        mode = f"candidates (refresh {r['refresh']}, pool {r['pool']})" if r["mode"] == "candidates" else r["mode"]
+        cpu = f"{r['user_steps_per_cpu_s']:,.0f}" if "user_steps_per_cpu_s" in r else ""
+        lines.append(f"| {r['env']} | {mode} | {r['batch']} | {r['n_items']} | {r['user_steps_per_s']:,.0f} | {cpu} |")
     return "\n".join(lines)
 
 

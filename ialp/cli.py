@@ -24,7 +24,9 @@ def _cmd_bench_env(args: argparse.Namespace) -> int:
     from ialp.bench import bench_env, format_rows
 
     sizes = tuple(int(b) for b in args.batches.split(","))
-    rows = bench_env(seconds=args.seconds, batch_sizes=sizes, n_items=args.n_items, data_dir=args.data_dir)
+    refresh = tuple(int(r) for r in args.refresh.split(",")) if args.refresh else ()
+    rows = bench_env(seconds=args.seconds, batch_sizes=sizes, n_items=args.n_items, data_dir=args.data_dir,
+                     refresh=refresh, generator=args.generator, pool=args.pool)
     print(json.dumps(rows) if args.json else format_rows(rows))
     return 0
 
@@ -149,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     benv.add_argument("--n-items", type=int, default=10_000, help="catalogue size of Synthetic-v0")
     benv.add_argument("--data-dir", default=None,
                       help="MovieLens folder for MovieLens-v0 (default: $IALP_DATA_DIR; skipped if unset)")
+    benv.add_argument("--refresh", default="0,1,10",
+                      help="MovieLens-v0 with a candidate generator: comma-separated refresh intervals, one row each "
+                           "(mode candidates; 0: stateless; empty: no such rows)")
+    benv.add_argument("--pool", type=int, default=64, help="candidate pool size of the refresh >= 1 rows")
+    benv.add_argument("--generator", default=None,
+                      help="saved CandidateGenerator for those rows (default: train sasrec-id for one epoch)")
     benv.set_defaults(func=_cmd_bench_env)
     btrain = bench_sub.add_parser("train", help="training steps per second of A2C/PPO with the item-scoring policy")
     btrain.add_argument("--json", action="store_true", help="print one JSON array instead of a table")

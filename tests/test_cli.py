@@ -28,13 +28,16 @@ def test_envs_lists_registered_ids_one_a_line() -> None:
 def test_bench_env_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
     data_dir = REPO.parent / "shared" / "data" / "movielens" / "ml-100k"
     assert main(["bench", "env", "--json", "--seconds", "0.05", "--batches", "1,8",
-                 "--n-items", "500", "--data-dir", str(data_dir)]) == 0
+                 "--n-items", "500", "--data-dir", str(data_dir), "--refresh", "0,3", "--pool", "60"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert {(r["env"], r["mode"], r["batch"]) for r in rows} == {
         ("ialp/Synthetic-v0", "single", 1), ("ialp/Synthetic-v0", "batched", 1), ("ialp/Synthetic-v0", "batched", 8),
         ("ialp/MovieLens-v0", "single", 1), ("ialp/MovieLens-v0", "batched", 1), ("ialp/MovieLens-v0", "batched", 8),
-        ("CartPole-v1", "reference", 1)}
+        ("ialp/MovieLens-v0", "candidates", 1), ("ialp/MovieLens-v0", "candidates", 8), ("CartPole-v1", "reference", 1)}
     assert all(r["user_steps_per_s"] > 0 for r in rows)
+    cand = [r for r in rows if r["mode"] == "candidates"]
+    assert sorted((r["batch"], r["refresh"], r["pool"]) for r in cand) == [(1, 0, 0), (1, 3, 60), (8, 0, 0), (8, 3, 60)]
+    assert all(r["n_items"] == 50 and r["user_steps_per_cpu_s"] > 0 for r in cand)
 
 
 def test_run_writes_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

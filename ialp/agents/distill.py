@@ -78,11 +78,11 @@ def attach_candidates(world: World, cfg: ExperimentConfig, catalog: ItemCatalog,
     cc = cfg.candidates
     if cc is None:
         return world
-    from ialp.candidates.generator import fit_or_load
+    from ialp.candidates.generator import SERVING, fit_or_load
 
     cc = dataclasses.replace(cc, progress=progress and cc.progress,
                              data_dir=cc.data_dir or str(cfg.env.kwargs.get("data_dir", "")))
-    deps = [cfg.to_dict()["env"], {k: v for k, v in cc.to_dict().items() if k not in ("progress", "cache_dir")}]
+    deps = [cfg.to_dict()["env"], {k: v for k, v in cc.to_dict().items() if k not in SERVING}]
     if world.synthetic:
         deps.append([cfg.distill.log_users, cfg.distill.log_seed_offset])
     key = stage_key(*deps)

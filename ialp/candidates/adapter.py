@@ -1,19 +1,36 @@
-"""Side-adapter network over cached per-layer states (decoupled from the frozen backbones).
+"""Side-adapter networks over cached per-layer states (decoupled from the frozen backbones).
 
-In the spirit of decoupled side-adapter networks (IISAN, IISAN-Versa, CROSSAN): the backbones are never
-run during training; a small side network reads their pooled hidden states at the tapped layers and
-adapts them with bottleneck adapters, gated per layer, and the modalities are fused by a mixture of
-modality experts.
+Three designs (``SideAdapterNetwork(design=...)``), all of which never run a backbone while training: a small
+side network reads the backbones' pooled hidden states at the tapped layers (layer dropping: ``select_taps``)
+and adapts them with bottleneck adapters, mixed layer by layer through learned gates.
+
+- ``intra``: one side network per modality, fused by a mixture of modality experts.
+- ``iisan`` (IISAN, Fu et al., SIGIR 2024; IISAN-Versa, 2024): the intra-modal side networks plus an inter-modal
+  side network that reads, at each level, the concatenated states of all modalities. Departures: the backbones'
+  outputs are mean-pooled per layer and cached (IISAN caches them too, but keeps token states), so adapters act on
+  one vector per item and layer; modalities with different depths are aligned by relative depth (IISAN pairs
+  BERT and ViT layer for layer); the three outputs are fused by the mixture of experts, not one linear layer.
+- ``crossan`` (CROSSAN, Fu et al., 2025): cross-modal side adapters, each modality's side stream also attending at
+  each level over the other modalities' layer states (one query: its own side state; keys and values: their
+  projected tap states), scaled by a learned per-level gate that starts at zero (so training starts from
+  ``intra``), and a mixture of modality experts on top. Departures: pooled, cached states as above; the
+  attention runs over layers (one vector each), not tokens.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+import math
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["BottleneckAdapter", "ModalityExperts", "ModalitySideNetwork", "SideAdapterNetwork"]
+from ialp.candidates.config import DESIGNS
+
+__all__ = ["DESIGNS", "BottleneckAdapter", "CrossModalAdapter", "InterModalSideNetwork", "ModalityExperts",
+           "ModalitySideNetwork", "SideAdapterNetwork", "aligned_levels"]
+
 
 GATE_INIT = -4.0
 """Initial gate logit: sigmoid(-4) = 0.018 of the weight goes to the previous side state."""
@@ -52,10 +69,11 @@ class ModalitySideNetwork(nn.Module):
         side_width: Width of the side states (default: the deepest tap's width).
         bottleneck: Adapter bottleneck width.
         dropout: Dropout inside the adapters.
+        gates: Learn the gates (``False``: they stay at their initial mix, the ablation).
     """
 
     def __init__(self, widths: Sequence[int], side_width: int | None = None, bottleneck: int = 64,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, gates: bool = True) -> None:
         super().__init__()
         if not widths:
             raise ValueError("a side network needs at least one tapped layer")
@@ -64,19 +82,96 @@ class ModalitySideNetwork(nn.Module):
             nn.Identity() if w == self.side_width else nn.Linear(w, self.side_width) for w in widths
         )
         self.adapters = nn.ModuleList(BottleneckAdapter(self.side_width, bottleneck, dropout) for _ in widths)
-        self.gate_logits = nn.Parameter(torch.full((len(widths),), GATE_INIT))
+        self.gate_logits = nn.Parameter(torch.full((len(widths),), GATE_INIT), requires_grad=gates)
 
     def gates(self) -> torch.Tensor:
         """Weight each tap's side state gives to the previous one, (T,); the first is unused."""
         return torch.sigmoid(self.gate_logits)
 
-    def forward(self, taps: Sequence[torch.Tensor]) -> torch.Tensor:
+    def forward(self, taps: Sequence[torch.Tensor],
+                cross: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """The last side state; ``cross(t, query)`` adds a term to level t's input (query: the previous side
+        state, or at level 0 the projected tap)."""
         gates = self.gates()
-        state = self.adapters[0](self.proj[0](taps[0]))
+        mixed = self.proj[0](taps[0])
+        if cross is not None:
+            mixed = mixed + cross(0, mixed)
+        state = self.adapters[0](mixed)
         for t in range(1, len(taps)):
             mixed = gates[t] * state + (1.0 - gates[t]) * self.proj[t](taps[t])
+            if cross is not None:
+                mixed = mixed + cross(t, state)
             state = self.adapters[t](mixed)
         return state
+
+
+def aligned_levels(n_taps: int, n_levels: int) -> list[int]:
+    """Which of ``n_taps`` tapped layers sits at each of ``n_levels`` relative depths (the last at the top).
+
+    >>> aligned_levels(9, 4)
+    [0, 3, 5, 8]
+    """
+    if n_levels == 1:
+        return [n_taps - 1]
+    return [round(t * (n_taps - 1) / (n_levels - 1)) for t in range(n_levels)]
+
+
+class InterModalSideNetwork(nn.Module):
+    """IISAN's inter-modal side network: a ``ModalitySideNetwork`` whose level t reads the concatenation of every
+    modality's tap at relative depth t (levels: the fewest taps of any modality).
+
+    Args:
+        modality_widths: Tapped-layer widths per modality.
+        side_width: Side-state width (default: the smallest deepest-tap width).
+        bottleneck: Adapter bottleneck width.
+        dropout: Dropout inside the adapters.
+        gates: Learn the layer gates.
+    """
+
+    def __init__(self, modality_widths: Mapping[str, Sequence[int]], side_width: int | None = None,
+                 bottleneck: int = 64, dropout: float = 0.0, gates: bool = True) -> None:
+        super().__init__()
+        levels = min(len(w) for w in modality_widths.values())
+        self.levels = {m: aligned_levels(len(w), levels) for m, w in modality_widths.items()}
+        widths = [sum(int(modality_widths[m][idx[t]]) for m, idx in self.levels.items()) for t in range(levels)]
+        width = side_width or min(int(w[-1]) for w in modality_widths.values())
+        self.side = ModalitySideNetwork(widths, width, bottleneck, dropout, gates)
+        self.side_width = self.side.side_width
+
+    def forward(self, taps: Mapping[str, Sequence[torch.Tensor]]) -> torch.Tensor:
+        n = len(next(iter(self.levels.values())))
+        return self.side([torch.cat([taps[m][idx[t]] for m, idx in self.levels.items()], dim=-1) for t in range(n)])
+
+
+class CrossModalAdapter(nn.Module):
+    """CROSSAN-style cross-modal adapter of one modality's side stream.
+
+    The other modalities' tapped states are projected to the side width (one linear map per tap) and form a
+    memory of S vectors per item; at level t the stream's query ``q`` attends over them::
+
+        cross_t(q) = tanh(c_t) * sum_s softmax_s(<W_q q, m_s> / sqrt(d)) m_s
+
+    with per-level gates ``c_t`` that start at zero, so the stream starts as its intra-modal side network.
+
+    Args:
+        other_widths: Widths of the other modalities' tapped layers (all of them, in order).
+        side_width: d.
+        n_levels: Levels of this modality's side stream.
+    """
+
+    def __init__(self, other_widths: Sequence[int], side_width: int, n_levels: int) -> None:
+        super().__init__()
+        self.proj = nn.ModuleList(nn.Linear(int(w), side_width) for w in other_widths)
+        self.query = nn.Linear(side_width, side_width, bias=False)
+        self.cross_gates = nn.Parameter(torch.zeros(n_levels))
+
+    def memory(self, others: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The projected tap states of the other modalities, (N, S, d)."""
+        return torch.stack([p(x) for p, x in zip(self.proj, others, strict=True)], dim=1)
+
+    def forward(self, t: int, query: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        scores = torch.einsum("nd,nsd->ns", self.query(query), memory) / math.sqrt(memory.shape[-1])
+        return torch.tanh(self.cross_gates[t]) * torch.einsum("ns,nsd->nd", scores.softmax(-1), memory)
 
 
 class ModalityExperts(nn.Module):
@@ -144,31 +239,60 @@ class ModalityExperts(nn.Module):
 
 
 class SideAdapterNetwork(nn.Module):
-    """Item representations from the tapped layers of several frozen encoders.
+    """Item representations from the tapped layers of one or more frozen encoders (see the module docstring).
 
-    Each modality has a ``ModalitySideNetwork`` followed by a linear map to ``out_width``; the modality
-    vectors are fused by ``ModalityExperts``.
+    Each modality has a ``ModalitySideNetwork`` (with ``crossan``, a ``CrossModalAdapter`` feeding it) followed by
+    a linear map to ``out_width``; ``iisan`` adds an ``InterModalSideNetwork`` with its own map; the vectors are
+    fused by ``ModalityExperts``.
 
     Args:
-        modality_widths: Tapped-layer widths per modality, e.g. ``{"text": [384] * 7}``.
+        modality_widths: Tapped-layer widths per modality, e.g. ``{"text": [384] * 4, "image": [...]}``.
         out_width: Width of the item representation.
-        side_width: Side-state width per modality (default: its deepest tap's width).
+        side_width: Side-state width (default: each modality's deepest tap's width).
         bottleneck: Adapter bottleneck width.
         fusion: ``"moe"`` or ``"concat"``.
         dropout: Dropout inside adapters.
+        design: ``"intra"``, ``"iisan"`` or ``"crossan"`` (the last two need two or more modalities).
+        gates: Learn the layer gates.
     """
 
     def __init__(self, modality_widths: Mapping[str, Sequence[int]], out_width: int, side_width: int | None = None,
-                 bottleneck: int = 64, fusion: str = "moe", dropout: float = 0.0) -> None:
+                 bottleneck: int = 64, fusion: str = "moe", dropout: float = 0.0, design: str = "intra",
+                 gates: bool = True) -> None:
         super().__init__()
-        self.modalities = list(modality_widths)
+        if design not in DESIGNS:
+            raise ValueError(f"design must be one of {DESIGNS}, got {design!r}")
+        if design != "intra" and len(modality_widths) < 2:
+            raise ValueError(f"design {design!r} combines modalities: it needs two or more, got "
+                             f"{list(modality_widths)}")
+        self.modalities, self.design = list(modality_widths), design
         self.sides = nn.ModuleDict({
-            m: ModalitySideNetwork(w, side_width, bottleneck, dropout) for m, w in modality_widths.items()
+            m: ModalitySideNetwork(w, side_width, bottleneck, dropout, gates) for m, w in modality_widths.items()
         })
-        self.heads = nn.ModuleDict({m: nn.Linear(int(w[-1] if side_width is None else side_width), out_width)
-                                    for m, w in modality_widths.items()})
-        self.fusion = ModalityExperts(len(self.modalities), out_width, fusion)
+        side_widths = {m: int(side_width or w[-1]) for m, w in modality_widths.items()}
+        self.heads = nn.ModuleDict({m: nn.Linear(side_widths[m], out_width) for m in self.modalities})
+        self.inter: InterModalSideNetwork | None = None
+        self.cross = nn.ModuleDict()
+        n_vectors = len(self.modalities)
+        if design == "iisan":
+            self.inter = InterModalSideNetwork(modality_widths, side_width, bottleneck, dropout, gates)
+            self.inter_head = nn.Linear(self.inter.side_width, out_width)
+            n_vectors += 1
+        elif design == "crossan":
+            for m in self.modalities:
+                others = [int(w) for o in self.modalities if o != m for w in modality_widths[o]]
+                self.cross[m] = CrossModalAdapter(others, side_widths[m], len(modality_widths[m]))
+        self.fusion = ModalityExperts(n_vectors, out_width, fusion)
 
     def forward(self, taps: Mapping[str, Sequence[torch.Tensor]]) -> torch.Tensor:
-        vectors = [self.heads[m](self.sides[m](taps[m])) for m in self.modalities]
+        vectors = []
+        for m in self.modalities:
+            cross = None
+            if m in self.cross:
+                adapter: CrossModalAdapter = self.cross[m]  # type: ignore[assignment]
+                memory = adapter.memory([x for o in self.modalities if o != m for x in taps[o]])
+                cross = functools.partial(adapter, memory=memory)
+            vectors.append(self.heads[m](self.sides[m](taps[m], cross)))
+        if self.inter is not None:
+            vectors.append(self.inter_head(self.inter(taps)))
         return self.fusion(vectors)

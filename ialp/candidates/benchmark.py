@@ -11,14 +11,24 @@ from typing import Any
 import numpy as np
 
 from ialp.candidates.config import CandidatesConfig
+from ialp.candidates.data import item_texts
 from ialp.candidates.generator import build_taps, fit_recommender
 
-__all__ = ["EVAL_MODELS", "FIELDS", "evaluate_models", "format_table"]
+__all__ = ["DEFAULT_MODELS", "EVAL_MODELS", "FIELDS", "evaluate_models", "format_table"]
 
-EVAL_MODELS: dict[str, dict[str, Any]] = {"popularity": {"model": "popularity"}, "sasrec-id": {"model": "sasrec-id"},
-               "sidesan-text": {"model": "sidesan", "modalities": ["text"]},
-               "finetune-text": {"model": "finetune-text", "modalities": ["text"]}}
-FIELDS = ("hr@10", "ndcg@10", "trainable_params", "peak_mem_mb", "s_per_epoch")
+_TEXT_IMAGE = {"model": "sidesan", "modalities": ["text", "image"]}
+EVAL_MODELS: dict[str, dict[str, Any]] = {
+    "popularity": {"model": "popularity"}, "sasrec-id": {"model": "sasrec-id"},
+    "sidesan-text": {"model": "sidesan", "modalities": ["text"], "design": "intra"},
+    "finetune-text": {"model": "finetune-text", "modalities": ["text"]},
+    # need candidates.media.image
+    "sidesan-image": {"model": "sidesan", "modalities": ["image"], "design": "intra"},
+    "sidesan-text-image": {**_TEXT_IMAGE, "design": "intra"},
+    "sidesan-text-image-iisan": {**_TEXT_IMAGE, "design": "iisan"},
+    "sidesan-text-image-crossan": {**_TEXT_IMAGE, "design": "crossan"},
+}
+FIELDS = ("hr@10", "ndcg@10", "trainable_params", "peak_mem_mb", "tensor_peak_mb", "s_per_epoch")
+DEFAULT_MODELS = ("popularity", "sasrec-id", "sidesan-text", "finetune-text")
 
 
 def _mean(values: list[Any]) -> float | None:
@@ -26,7 +36,7 @@ def _mean(values: list[Any]) -> float | None:
 
 
 def evaluate_models(data_dir: str | PathLike[str], seeds: int = 3, base: CandidatesConfig | None = None,
-                    models: Sequence[str] = tuple(EVAL_MODELS), finetune_batches: int = 2) -> dict[str, dict[str, Any]]:
+                    models: Sequence[str] = DEFAULT_MODELS, finetune_batches: int = 2) -> dict[str, dict[str, Any]]:
     """Train and test each model on the leave-one-out split of ``data_dir`` for ``seeds`` seeds.
 
     ``finetune-text`` (MiniLM's own weights trained) is far too slow for full epochs on a CPU: with
@@ -36,7 +46,7 @@ def evaluate_models(data_dir: str | PathLike[str], seeds: int = 3, base: Candida
 
     Returns:
         Model name -> means over seeds of ``hr@10``, ``ndcg@10`` (``None`` when not scored), ``trainable_params``,
-        ``peak_mem_mb``, ``s_per_epoch``, plus ``hr@10_std``, ``ndcg@10_std``, ``seeds``,
+        ``peak_mem_mb``, ``tensor_peak_mb``, ``s_per_epoch``, plus ``hr@10_std``, ``ndcg@10_std``, ``seeds``,
         ``s_per_epoch_extrapolated``, ``batches_measured``, ``epochs_trained`` (mean) and ``best_epoch`` (mean; ``None``
         without early stopping).
     """
@@ -45,7 +55,7 @@ def evaluate_models(data_dir: str | PathLike[str], seeds: int = 3, base: Candida
     data = load_dataset(data_dir)
     base = base or CandidatesConfig()
     histories, n_items = data.log.user_histories(), data.log.n_items
-    taps = None
+    texts = item_texts(data, data_dir)
     out: dict[str, dict[str, Any]] = {}
     for name in models:
         spec = dict(EVAL_MODELS[name])
@@ -54,12 +64,10 @@ def evaluate_models(data_dir: str | PathLike[str], seeds: int = 3, base: Candida
             spec["max_steps"] = finetune_batches
         runs = []
         for seed in range(1 if spec["model"] == "popularity" or measure_only else seeds):
-            cfg = dataclasses.replace(base, seed=base.seed + seed, data_dir=str(data_dir), **spec)
-            if cfg.model == "sidesan" and taps is None:
-                taps = build_taps(data.catalog, cfg)
-            texts = data.catalog.descriptions if cfg.model == "finetune-text" else None
+            cfg = dataclasses.replace(base, seed=base.seed + seed, data_dir=str(data_dir), **spec)  # validated
+            taps = build_taps(data.catalog, cfg, texts=texts) if cfg.model == "sidesan" else None  # disk-cached
             runs.append(fit_recommender(histories, n_items, cfg, taps if cfg.model == "sidesan" else None,
-                                        texts).metrics)
+                                        texts if cfg.model == "finetune-text" else None).metrics)
         row: dict[str, Any] = {f: _mean([r[f] for r in runs]) for f in FIELDS}
         row["trainable_params"] = int(row["trainable_params"])
         for f in ("hr@10", "ndcg@10"):
@@ -80,13 +88,14 @@ def evaluate_models(data_dir: str | PathLike[str], seeds: int = 3, base: Candida
 
 def format_table(result: dict[str, dict[str, Any]]) -> str:
     """A Markdown table of ``evaluate_models``' result."""
-    lines = ["| model | HR@10 | NDCG@10 | trainable params | peak mem (MiB) | s/epoch | epochs | seeds |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | HR@10 | NDCG@10 | trainable params | peak mem (MiB) | tensor peak (MiB) | s/epoch | epochs | "
+             "seeds |", "|---|---|---|---|---|---|---|---|---|"]
     notes = []
     for name, r in result.items():
         hr, ndcg = (f"{r[f]:.4f} ± {r[f + '_std']:.4f}" if r[f] is not None else "n/a" for f in ("hr@10", "ndcg@10"))
         star = "*" if r.get("s_per_epoch_extrapolated") else ""
-        lines.append(f"| {name} | {hr} | {ndcg} | {r['trainable_params']:,} | {r['peak_mem_mb']:.0f} | "
+        tensor = "n/a" if r.get("tensor_peak_mb") is None else f"{r['tensor_peak_mb']:.0f}"
+        lines.append(f"| {name} | {hr} | {ndcg} | {r['trainable_params']:,} | {r['peak_mem_mb']:.0f} | {tensor} | "
                      f"{r['s_per_epoch']:.1f}{star} | {r.get('epochs_trained', 0.0):.1f} | {r['seeds']} |")
         if star:
             notes.append(f"\\* {name}: s/epoch extrapolated from {r['batches_measured']} measured batches.")

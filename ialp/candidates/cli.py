@@ -34,13 +34,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from ialp.candidates.benchmark import EVAL_MODELS, evaluate_models, format_table
+    from ialp.candidates.benchmark import DEFAULT_MODELS, EVAL_MODELS, evaluate_models, format_table
     from ialp.candidates.config import load_candidates_config
 
     cfg = load_candidates_config(args.config, args.set)
     if args.no_progress or args.json:
         cfg = dataclasses.replace(cfg, progress=not args.no_progress and not args.json)
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    default = [*DEFAULT_MODELS, *(["sidesan-text-image"] if "image" in cfg.media else [])]
+    models = [m.strip() for m in (args.models or ",".join(default)).split(",") if m.strip()]
     unknown = sorted(set(models) - set(EVAL_MODELS))
     if unknown:
         raise ValueError(f"--models: unknown {unknown}; known: {sorted(EVAL_MODELS)}")
@@ -72,8 +73,10 @@ def add_candidates_parser(subparsers: Any) -> argparse.ArgumentParser:
     ev.add_argument("--config", default=None, help="YAML file with a candidates: section (shared settings)")
     ev.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a field, e.g. --set candidates.epochs=3 (repeatable)")
-    ev.add_argument("--models", default=",".join(("popularity", "sasrec-id", "sidesan-text", "finetune-text")),
-                    help="comma-separated models")
+    ev.add_argument("--models", default=None,
+                    help="comma-separated models (default: popularity, sasrec-id, sidesan-text, finetune-text, and "
+                         "sidesan-text-image when candidates.media.image is set); also sidesan-image, "
+                         "sidesan-text-image-iisan, sidesan-text-image-crossan")
     ev.add_argument("--finetune-batches", type=int, default=2, metavar="N",
                     help="finetune-text: train N batches (one seed) to measure its cost, extrapolated to an epoch, "
                          "and leave it unscored; 0: train and score it like the others (hours on a CPU)")

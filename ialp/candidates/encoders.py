@@ -20,12 +20,49 @@ import torch
 from torch import nn
 
 __all__ = [
+    "MEDIA_SUFFIXES",
     "Encoder",
     "FeatureFileEncoder",
     "ImageEncoder",
     "TextEncoder",
+    "file_digest",
+    "media_files",
     "select_taps",
 ]
+
+MEDIA_SUFFIXES = {"image": (".jpg", ".jpeg", ".png", ".webp", ".bmp"), "audio": (".npy",), "video": (".npy",)}
+"""File endings looked for, in this order, when a modality's media is a folder of one file per item."""
+
+
+def file_digest(path: str | PathLike[str]) -> str:
+    """sha256 of a file's content (a replaced file changes the cache key even under the same name)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def media_files(folder: str | PathLike[str], item_ids: Sequence[Any], modality: str) -> list[str | None]:
+    """Per item, ``folder/<item id><suffix>`` for the first of ``MEDIA_SUFFIXES[modality]`` that exists, else None.
+
+    This is the layout of MicroLens (``covers/<item id>.jpg``) and of Amazon review image dumps named by ASIN.
+
+    Raises:
+        FileNotFoundError: ``folder`` is not a folder, or holds no file for any item.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"media folder {root} does not exist")
+    present = {p.name for p in root.iterdir()}
+    out: list[str | None] = []
+    for item in item_ids:
+        name = next((f"{item}{s}" for s in MEDIA_SUFFIXES.get(modality, (".npy",)) if f"{item}{s}" in present), None)
+        out.append(None if name is None else str(root / name))
+    if not any(out):
+        raise FileNotFoundError(f"{root}: no {modality} file named <item id>{'|'.join(MEDIA_SUFFIXES[modality])} for "
+                                f"any of the {len(out)} items (e.g. {item_ids[0] if len(item_ids) else '?'})")
+    return out
 
 _MULTIMODAL_HINT = 'install the multimodal extra: pip install "ialp[multimodal]"'
 
@@ -93,13 +130,18 @@ class Encoder(ABC):
         with torch.no_grad():
             return self._encode(inputs, chosen)
 
+    reads_files = False
+    """Whether string inputs are file paths (then their content, not their name, enters the cache key)."""
+
     def input_key(self, inputs: Sequence[Any]) -> str:
-        """Hash of the inputs (texts, paths or arrays) for the cache key."""
+        """Hash of the inputs (texts, arrays, or files by content) for the cache key."""
         h = hashlib.sha256()
         for x in inputs:
             if isinstance(x, np.ndarray):
                 h.update(f"{x.dtype.str}{x.shape}".encode())
                 h.update(np.ascontiguousarray(x).tobytes())
+            elif self.reads_files and isinstance(x, str | PathLike):
+                h.update(file_digest(x).encode())
             else:
                 h.update(str(x).encode())
             h.update(b"\x1f")
@@ -190,8 +232,9 @@ class TextEncoder(Encoder):
 class ImageEncoder(Encoder):
     """EfficientNet-Lite0, frozen, with its feature maps average-pooled after the stem, every stage and the head.
 
-    Inputs are float arrays (3, H, W) already normalised, or image file paths (read with Pillow, resized to
-    ``image_size`` and normalised with the ImageNet mean and deviation).
+    Inputs are float arrays (3, H, W) already normalised, image file paths (read with Pillow, resized to
+    ``image_size`` and normalised with the ImageNet mean and deviation), or ``None`` for an item without an
+    image (a blank image: the ImageNet mean colour).
 
     Args:
         model: An ``efficientnet_lite_pytorch.EfficientNet``.
@@ -201,6 +244,7 @@ class ImageEncoder(Encoder):
     """
 
     modality = "image"
+    reads_files = True
     _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)[:, None, None]
     _STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)[:, None, None]
 
@@ -242,6 +286,8 @@ class ImageEncoder(Encoder):
     def _load(self, item: Any) -> np.ndarray:
         if isinstance(item, np.ndarray):
             return item.astype(np.float32)
+        if item is None:
+            return np.zeros((3, self.image_size, self.image_size), dtype=np.float32)
         from PIL import Image
 
         with Image.open(item) as img:
@@ -300,19 +346,26 @@ class FeatureFileEncoder(Encoder):
     def _item(self, item: Any) -> np.ndarray:
         if self._table is not None:
             return np.asarray(self._table[int(item)], dtype=np.float32)
+        if item is None:  # an item without a file
+            return np.zeros((self.n_layers, self.layer_widths[0]), dtype=np.float32)
         arr = np.load(item).astype(np.float32)
         if self.frames:
             arr = arr.mean(axis=0)
         return arr[None, :] if arr.ndim == 1 else arr
 
+    reads_files = True
+
     @property
     def fingerprint(self) -> str:
-        return hashlib.sha256(f"features|{self.modality}|{self.path}|{self.frames}".encode()).hexdigest()[:16]
+        """The table file's content hash (per-item files enter the cache key through ``input_key``)."""
+        content = "per-item" if self.path is None else file_digest(self.path)
+        return hashlib.sha256(f"features|{self.modality}|{content}|{self.frames}".encode()).hexdigest()[:16]
 
     def encode(self, inputs: Sequence[Any], layers: Sequence[int] | None = None) -> list[np.ndarray]:
         """Features per layer, float32 (N, D_l); per-item files fix the layer count on first read."""
-        if not self._widths and len(inputs):
-            first = self._item(inputs[0])
+        present = [x for x in inputs if x is not None]
+        if not self._widths and present:
+            first = self._item(present[0])
             self._widths = (int(first.shape[1]),) * int(first.shape[0])
         return super().encode(inputs, layers)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import ctypes
+import dataclasses
 import json
 import os
 import threading
@@ -18,7 +19,8 @@ import torch
 
 from ialp.candidates.cache import HiddenStateCache
 from ialp.candidates.config import CandidatesConfig
-from ialp.candidates.encoders import Encoder, FeatureFileEncoder, TextEncoder, select_taps
+from ialp.candidates.data import item_texts
+from ialp.candidates.encoders import Encoder, FeatureFileEncoder, ImageEncoder, TextEncoder, media_files, select_taps
 from ialp.candidates.sequential import (
     IDItemTower,
     LeaveOneOut,
@@ -34,11 +36,12 @@ from ialp.candidates.sequential import (
     train_epoch,
     training_windows,
 )
+from ialp.candidates.tracker import SessionCandidates
 from ialp.data import ItemCatalog, LoggedData
-from ialp.storage import is_current, mark_current
+from ialp.storage import is_current, mark_current, stage_key
 
-__all__ = ["CandidateGenerator", "FitResult", "PeakMemory", "TopOnePolicy", "build_taps", "fit_or_load",
-           "fit_recommender"]
+__all__ = ["FORMAT", "SERVING", "CandidateGenerator", "FitResult", "PeakMemory", "TensorPeak", "TopOnePolicy",
+           "build_taps", "fit_or_load", "fit_recommender", "measure_tensor_peak"]
 
 
 class PeakMemory:
@@ -88,14 +91,15 @@ def _text_encoder(name: str, progress: bool) -> Encoder:
     return TextEncoder.from_pretrained(name, progress=progress)
 
 
-def build_taps(catalog: ItemCatalog, cfg: CandidatesConfig,
-               encoders: dict[str, Encoder] | None = None) -> dict[str, list[np.ndarray]]:
+def build_taps(catalog: ItemCatalog, cfg: CandidatesConfig, encoders: dict[str, Encoder] | None = None,
+               texts: Sequence[str] | None = None) -> dict[str, list[np.ndarray]]:
     """Cached tapped-layer states of the whole catalogue per modality (encoding on a cache miss).
 
     Args:
-        catalog: Items; text is ``catalog.descriptions`` (title, genres, tags).
+        catalog: Items.
         cfg: Chooses modalities, text encoder, media files and layer grouping.
         encoders: Encoders to use instead of the configured ones (e.g. a tiny one in tests).
+        texts: Item texts (default ``catalog.descriptions``; see ``ialp.candidates.data.item_texts``).
     """
     cache = HiddenStateCache(cfg.cache_dir or None)
     out: dict[str, list[np.ndarray]] = {}
@@ -104,8 +108,13 @@ def build_taps(catalog: ItemCatalog, cfg: CandidatesConfig,
         inputs: Sequence[Any]
         if modality == "text":
             encoder = encoder or _text_encoder(cfg.text_encoder, cfg.progress)
-            inputs = catalog.descriptions
-        else:
+            inputs = list(catalog.descriptions if texts is None else texts)
+        elif Path(cfg.media[modality]).is_dir():  # one file per item, named by item id
+            inputs = media_files(cfg.media[modality], list(catalog.item_ids), modality)
+            if encoder is None:
+                encoder = ImageEncoder.lite0(image_size=cfg.image_size) if modality == "image" else \
+                    FeatureFileEncoder(modality)
+        else:  # one feature table (N, [L,] D) for all items
             encoder = encoder or FeatureFileEncoder(modality, cfg.media[modality])
             inputs = list(range(len(catalog)))
         if not encoder.n_layers:
@@ -158,16 +167,67 @@ def build_model(cfg: CandidatesConfig, n_items: int, taps: dict[str, list[np.nda
             raise TypeError(f"finetune-text needs a TextEncoder, got {type(enc).__name__}")
         ids = enc.tokenizer([str(t) for t in texts], truncation=True, max_length=enc.max_length)["input_ids"]
         pad_id = int(getattr(enc.tokenizer, "pad_token_id", None) or 0)
-        tower = TextFinetuneTower(copy.deepcopy(enc.model).train(), ids, cfg.width, pad_id, cfg.text_chunk)
+        tower = TextFinetuneTower(copy.deepcopy(enc.model).train(), ids, cfg.width, pad_id, cfg.text_chunk,
+                                  cfg.text_checkpoint)
     elif cfg.model == "sidesan":
         if taps is None:
             raise ValueError("the sidesan model needs the cached encoder states (taps)")
-        tower = SideItemTower(taps, cfg.width, side_width=cfg.side_width or None, bottleneck=cfg.bottleneck,
-                              fusion=cfg.fusion, dropout=cfg.dropout)
+        tower = SideItemTower(taps, cfg.width, chunk=cfg.side_chunk, side_width=cfg.side_width or None,
+                              bottleneck=cfg.bottleneck, fusion=cfg.fusion, dropout=cfg.dropout, design=cfg.design,
+                              gates=cfg.gates)
     else:
         tower = IDItemTower(n_items, cfg.width)
     encoder = SASRec(cfg.width, cfg.max_len, cfg.n_layers, cfg.n_heads, cfg.dropout)
     return SequentialRecommender(tower, encoder, cfg.temperature)
+
+
+def _optimizer(model: SequentialRecommender, cfg: CandidatesConfig) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters; a fine-tuned text encoder's own weights at ``cfg.encoder_lr``."""
+    tower: Any = model.tower
+    backbone = {id(p) for p in tower.backbone.parameters()} if isinstance(tower, TextFinetuneTower) else set()
+    groups: list[dict[str, Any]] = [
+        {"params": [p for p in model.parameters() if p.requires_grad and id(p) not in backbone]}]
+    if backbone:
+        groups.append({"params": [p for p in model.parameters() if id(p) in backbone], "lr": cfg.encoder_lr})
+    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+class TensorPeak:
+    """Peak tensor memory held inside a ``with`` block, in MiB, from the torch profiler's allocation records.
+
+    Every allocation and free of the CPU allocator is attributed to the op that made it; summed in time order they
+    give the live tensor bytes, whose maximum is the peak (tensors alive before the block are not counted).
+    Unlike ``PeakMemory`` (process resident-set growth) this sees tensors only: activations, gradients, optimizer
+    state, logits.
+    """
+
+    peak_mb = 0.0
+
+    def __enter__(self) -> TensorPeak:
+        from torch.profiler import ProfilerActivity, profile
+
+        self._prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+        self._prof.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._prof.__exit__(None, None, None)
+        events = sorted(self._prof.events(), key=lambda e: e.time_range.start)
+        live = np.cumsum([e.self_cpu_memory_usage for e in events]) if events else np.zeros(1)
+        self.peak_mb = max(0.0, float(live.max())) / 2**20
+
+
+def measure_tensor_peak(model: SequentialRecommender, windows: np.ndarray, cfg: CandidatesConfig,
+                        log_q: torch.Tensor | None, n_items: int) -> float:
+    """``TensorPeak`` of ``cfg.tensor_probe`` training batches (forward, backward, optimizer step) run on a copy of
+    ``model`` and of its optimizer, so that the profiler slows no timed batch and changes no trained weight."""
+    probe = copy.deepcopy(model)
+    optimizer = _optimizer(probe, cfg)
+    with TensorPeak() as peak:
+        train_epoch(probe, windows, optimizer, np.random.default_rng(cfg.seed), cfg.batch_size, log_q,
+                    max_batches=cfg.tensor_probe, softmax_chunk=cfg.softmax_chunk, negatives=cfg.negatives,
+                    n_items=n_items)
+    return peak.peak_mb
 
 
 def fit_recommender(histories: Sequence[np.ndarray], n_items: int, cfg: CandidatesConfig,
@@ -176,7 +236,8 @@ def fit_recommender(histories: Sequence[np.ndarray], n_items: int, cfg: Candidat
     """Train on a leave-one-out split and report test HR@10/NDCG@10 and efficiency figures.
 
     Metrics: ``hr@10``, ``ndcg@10`` (test), ``valid_hr@10``, ``valid_ndcg@10``, ``trainable_params``,
-    ``peak_mem_mb`` (peak resident-memory growth while training, validation passes included), ``s_per_epoch``
+    ``peak_mem_mb`` (peak resident-memory growth while training, validation passes included), ``tensor_peak_mb``
+    (peak tensor memory of ``cfg.tensor_probe`` training batches, ``TensorPeak``; ``None`` when 0), ``s_per_epoch``
     (training batches only), ``epochs_trained``, ``batches_trained``, ``best_epoch``, ``valid_ndcg_curve``.
 
     With ``cfg.patience``, validation NDCG@10 is checked after every epoch, training stops once it has not improved
@@ -193,7 +254,7 @@ def fit_recommender(histories: Sequence[np.ndarray], n_items: int, cfg: Candidat
         metrics = dict(evaluate(None, split.test, popularity, cfg.max_len))
         valid = evaluate(None, split.valid, popularity, cfg.max_len)
         metrics.update({f"valid_{k}": v for k, v in valid.items()})
-        metrics.update(trainable_params=0, peak_mem_mb=0.0, s_per_epoch=0.0)
+        metrics.update(trainable_params=0, peak_mem_mb=0.0, tensor_peak_mb=0.0, s_per_epoch=0.0)
         return FitResult(None, split, popularity, metrics)
     model = build_model(cfg, n_items, taps, texts, text_encoder)
     windows = training_windows(split.train, cfg.max_len)
@@ -201,13 +262,8 @@ def fit_recommender(histories: Sequence[np.ndarray], n_items: int, cfg: Candidat
     log_q = None
     if cfg.pop_correction:
         log_q = torch.from_numpy(np.log((popularity + 1.0) / (popularity + 1.0).sum())).to(torch.float32)
-    tower: Any = model.tower
-    backbone = {id(p) for p in tower.backbone.parameters()} if isinstance(tower, TextFinetuneTower) else set()
-    groups: list[dict[str, Any]] = [
-        {"params": [p for p in model.parameters() if p.requires_grad and id(p) not in backbone]}]
-    if backbone:
-        groups.append({"params": [p for p in model.parameters() if id(p) in backbone], "lr": cfg.encoder_lr})
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = _optimizer(model, cfg)
+    tensor_peak = measure_tensor_peak(model, windows, cfg, log_q, n_items) if cfg.tensor_probe else None
     steps = -(-len(windows) // cfg.batch_size)
     budget = cfg.max_steps if 0 < cfg.max_steps < cfg.epochs * steps else cfg.epochs * steps
     seconds, done, loss = 0.0, 0, float("nan")
@@ -217,7 +273,8 @@ def fit_recommender(histories: Sequence[np.ndarray], n_items: int, cfg: Candidat
                                    disable=not cfg.progress) as bar:
         while done < budget:
             n = min(steps, budget - done)
-            loss, sec = train_epoch(model, windows, optimizer, rng, cfg.batch_size, log_q, bar.update, n)
+            loss, sec = train_epoch(model, windows, optimizer, rng, cfg.batch_size, log_q, bar.update, n,
+                                    cfg.softmax_chunk, cfg.negatives, n_items)
             seconds, done = seconds + sec, done + n
             bar.set_postfix(loss=f"{loss:.3f}")
             if cfg.patience and n == steps:
@@ -236,7 +293,7 @@ def fit_recommender(histories: Sequence[np.ndarray], n_items: int, cfg: Candidat
         metrics = dict(evaluate(model, split.test, popularity, cfg.max_len))
         valid = evaluate(model, split.valid, popularity, cfg.max_len)
         metrics.update({f"valid_{k}": v for k, v in valid.items()})
-    metrics.update(trainable_params=trainable_parameters(model), peak_mem_mb=mem.peak_mb,
+    metrics.update(trainable_params=trainable_parameters(model), peak_mem_mb=mem.peak_mb, tensor_peak_mb=tensor_peak,
                    s_per_epoch=seconds / done * steps if done else 0.0,
                    s_per_epoch_extrapolated=bool(steps) and done % steps != 0,
                    epochs_trained=done / steps if steps else 0.0, batches_trained=done, final_loss=loss,
@@ -244,12 +301,21 @@ def fit_recommender(histories: Sequence[np.ndarray], n_items: int, cfg: Candidat
     return FitResult(model, split, popularity, metrics)
 
 
+FORMAT = "ialp.CandidateGenerator/2"
+"""Saved-file format; 2: positions count from the sequence's first item (1: from its end)."""
+
+SERVING = ("refresh", "pool", "progress", "cache_dir")
+"""Config fields that do not change a trained generator (how it serves, not what it learned)."""
+
+
 class CandidateGenerator:
     """Proposes the top-K items for a history: one matrix product and a top-k over the cached item table.
 
     Implements ``ialp.envs.CandidateProvider``: an environment built with ``candidates=generator`` gets
     ``Discrete(k)`` actions over the proposals, sorted best first, so action 0 is the recommender's own top-1
-    (``TopOnePolicy`` plays it as a baseline). Items already in the history are never proposed.
+    (``TopOnePolicy`` plays it as a baseline). Items already in the history are never proposed. With
+    ``config.refresh`` >= 1 an environment proposes through ``tracker`` (``SessionCandidates``: a key/value-cached
+    user state per session and a pool refreshed every ``refresh`` steps) instead of ``propose`` at every step.
 
     Holds only CPU state (numpy item table, a small torch user encoder), so it pickles for ``SubprocVecEnv``.
 
@@ -288,10 +354,10 @@ class CandidateGenerator:
             raise ValueError(f"the {cfg.model} model needs data with an item catalogue")
         if cfg.model == "sidesan":
             assert data is not None
-            taps = build_taps(data.catalog, cfg, encoders)
+            taps = build_taps(data.catalog, cfg, encoders, item_texts(data, cfg.data_dir))
         elif cfg.model == "finetune-text":
             assert data is not None
-            texts, enc = data.catalog.descriptions, (encoders or {}).get("text")
+            texts, enc = item_texts(data, cfg.data_dir), (encoders or {}).get("text")
             text_encoder = enc if isinstance(enc, TextEncoder) else None
         result = fit_recommender(histories, n_items, cfg, taps, texts, text_encoder)
         self.metrics = result.metrics
@@ -351,10 +417,23 @@ class CandidateGenerator:
         order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
         return np.take_along_axis(top, order, axis=1).astype(np.int64)
 
-    def propose(self, model: Any, history: np.ndarray, keys: np.ndarray) -> np.ndarray:
-        """``CandidateProvider.propose``: the top ``k`` for each environment history (``keys`` unused)."""
+    def tracker(self, model: Any, n: int) -> SessionCandidates | None:
+        """Per-session candidates for ``n`` sessions of ``model`` when ``config.refresh`` >= 1 (see
+        ``SessionCandidates``); ``None`` otherwise (the environment then calls ``propose`` at every step)."""
+        self._check(model)
+        if self.config.refresh < 1 or self.encoder is None or self.item_table is None:
+            return None
+        pool = min(self.config.pool or 2 * self.k, self.n_items)
+        return SessionCandidates(self.encoder, self.item_table, self.log_popularity, n, self.k, pool,
+                                 self.config.refresh)
+
+    def _check(self, model: Any) -> None:
         if model.n_items != self.n_items:
             raise ValueError(f"the generator covers {self.n_items} items but the environment has {model.n_items}")
+
+    def propose(self, model: Any, history: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """``CandidateProvider.propose``: the top ``k`` for each environment history (``keys`` unused)."""
+        self._check(model)
         return self.candidates(history, self.k)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -362,7 +441,7 @@ class CandidateGenerator:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         state: dict[str, Any] = {
-            "format": "ialp.CandidateGenerator/1", "k": self.k, "config": self.config.to_dict(),
+            "format": FORMAT, "k": self.k, "config": self.config.to_dict(),
             "metrics": dict(self.metrics), "log_popularity": torch.from_numpy(self.log_popularity),
             "item_table": None if self.item_table is None else torch.from_numpy(self.item_table),
             "encoder": None if self.encoder is None else self.encoder.state_dict(),
@@ -374,8 +453,9 @@ class CandidateGenerator:
     def load(cls, path: str | os.PathLike[str]) -> CandidateGenerator:
         """Read a generator written by ``save``."""
         state = torch.load(Path(path), map_location="cpu", weights_only=True)
-        if state.get("format") != "ialp.CandidateGenerator/1":
-            raise ValueError(f"{path}: not a saved CandidateGenerator")
+        if state.get("format") != FORMAT:
+            raise ValueError(f"{path}: not a saved CandidateGenerator of format {FORMAT} (got {state.get('format')!r}; "
+                             "format 1 counted positions from the window's end: retrain it)")
         gen = cls(state["k"], CandidatesConfig(**state["config"]))
         gen.metrics = dict(state["metrics"])
         gen.log_popularity = state["log_popularity"].numpy()
@@ -392,12 +472,17 @@ def fit_or_load(cfg: CandidatesConfig, data: LoggedData, folder: str | os.PathLi
                 encoders: dict[str, Encoder] | None = None) -> CandidateGenerator:
     """The generator stored in ``folder`` when it was trained under ``key``, else one trained on ``data``.
 
-    A trained generator is written to ``folder`` as ``generator.pt`` (with ``generator.pt.key`` holding ``key``),
-    ``metrics.json`` (its test HR@10/NDCG@10 and efficiency figures) and ``config.json``.
+    A trained generator is written to ``folder`` as ``generator.pt`` (marked current for ``key`` and the file
+    format, ``ialp.storage``), ``metrics.json`` (its test HR@10/NDCG@10 and efficiency figures) and
+    ``config.json``. A stored generator serves with ``cfg``'s serving fields (``SERVING``: refresh, pool), which
+    ``key`` need not cover.
     """
     out = None if folder is None else Path(folder)
+    key = stage_key(FORMAT, key)
     if out is not None and is_current(out / "generator.pt", key):
-        return CandidateGenerator.load(out / "generator.pt")
+        gen = CandidateGenerator.load(out / "generator.pt")
+        gen.config = dataclasses.replace(gen.config, **{f: getattr(cfg, f) for f in SERVING})
+        return gen
     gen = CandidateGenerator(config=cfg).fit(data, encoders=encoders)
     if out is not None:
         gen.save(out / "generator.pt")

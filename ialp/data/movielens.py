@@ -12,7 +12,7 @@ from ialp.data import _io
 from ialp.data.errors import DataFormatError, missing_path_error
 from ialp.data.types import ItemCatalog, LoadReport, LoggedData
 
-__all__ = ["ML100K_GENRES", "detect_movielens_layout", "load_movielens"]
+__all__ = ["ML100K_GENRES", "detect_movielens_layout", "load_movielens", "movielens_descriptions"]
 
 ML100K_GENRES = (
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
@@ -180,15 +180,39 @@ def _text_column(table: _io.Table, column: str) -> list[str]:
     return [str(v) for v in series.tolist()]
 
 
-def _read_tags(path: Path, catalog: ItemCatalog, catalog_name: str) -> tuple[dict[int, list[str]], list[str]]:
+def movielens_descriptions(path: str | PathLike[str], catalog: ItemCatalog, before: int | None = None) -> list[str]:
+    """Item descriptions of a MovieLens folder built only from what was known before ``before`` (seconds).
+
+    In ml-latest layouts the user tags of ``tags.csv`` written at or after ``before`` are left out (titles and
+    genres carry no time); the other layouts' descriptions hold no user-written text and come back unchanged.
+
+    Args:
+        path: The folder ``catalog`` was loaded from.
+        catalog: Its catalogue (``load_movielens(path).catalog``).
+        before: Cut-off time; ``None`` keeps every tag.
+    """
+    folder = Path(path)
+    folder = folder.parent if folder.is_file() else folder
+    tags_path = folder / "tags.csv"
+    if detect_movielens_layout(folder) != "ml-latest" or not tags_path.is_file():
+        return list(catalog.descriptions)
+    tag_lists, _ = _read_tags(tags_path, catalog, "movies.csv", before)
+    return [_describe(title, g, tags=tag_lists.get(i)) for i, (title, g) in enumerate(zip(catalog.titles, catalog.tags,
+                                                                                           strict=True))]
+
+
+def _read_tags(path: Path, catalog: ItemCatalog, catalog_name: str,
+               before: int | None = None) -> tuple[dict[int, list[str]], list[str]]:
     table = _io.read_csv(path, text_columns=("tag",))
-    _io.require_columns(table, ("movieId", "tag"))
+    _io.require_columns(table, ("movieId", "tag") if before is None else ("movieId", "tag", "timestamp"))
     items = _io.map_items(table, "movieId", _io.ids(table, "movieId", integer=True), catalog, catalog_name)
     notes = list(table.notes)
     tags = table.df["tag"].astype(object).where(table.df["tag"].notna(), "").astype(str).str.strip()
     keep = (tags != "").to_numpy()
     if not keep.all():
         notes.append(f"{path.name}: ignored {int((~keep).sum())} empty tag(s)")
+    if before is not None:
+        keep = keep & (_io.numeric(table, "timestamp", integer=True, what="an integer timestamp (seconds)") < before)
     frame = pd.DataFrame({"item": items[keep], "tag": tags[keep].to_numpy(), "pos": np.flatnonzero(keep)})
     frame["key"] = frame["tag"].str.lower()
     grouped = (

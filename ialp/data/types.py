@@ -125,7 +125,10 @@ class ItemCatalog:
 
 @dataclass(frozen=True, eq=False)
 class InteractionLog:
-    """Logged (user, item, feedback, time) interactions, sorted by (user, timestamp, item) stably.
+    """Logged (user, item, feedback, time) interactions, sorted by (user, timestamp) stably.
+
+    Interactions of a user with equal timestamps keep the order in which they were given (the log's row
+    order): that order is the only evidence of which came first, the item index is none.
 
     Attributes:
         users: int64 dense user index in ``0..n_users-1``.
@@ -168,8 +171,8 @@ class InteractionLog:
         users64 = users.astype(np.int64)
         items64 = items.astype(np.int64)
         times64 = timestamps.astype(np.int64)
-        if n > 1 and not _is_sorted(users64, times64, items64):
-            order = np.lexsort((items64, times64, users64))
+        if n > 1 and not _is_sorted(users64, times64):
+            order = np.lexsort((times64, users64))  # stable: ties keep the row order
             users64, items64, times64, feedback = (
                 users64[order],
                 items64[order],
@@ -252,12 +255,9 @@ class InteractionLog:
         return list(np.split(self.items, np.cumsum(counts)[:-1]))
 
 
-def _is_sorted(users: np.ndarray, times: np.ndarray, items: np.ndarray) -> bool:
+def _is_sorted(users: np.ndarray, times: np.ndarray) -> bool:
     du = np.diff(users)
-    dt = np.diff(times)
-    di = np.diff(items)
-    ok = (du > 0) | ((du == 0) & ((dt > 0) | ((dt == 0) & (di >= 0))))
-    return bool(ok.all())
+    return bool(((du > 0) | ((du == 0) & (np.diff(times) >= 0))).all())
 
 
 @dataclass(frozen=True)

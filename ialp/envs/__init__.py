@@ -4,7 +4,7 @@ from typing import Any
 
 from ialp.envs.rec_env import RecEnv
 from ialp.envs.registration import ENVIRONMENTS, build_parts, make_batched, make_env, make_vector, register_envs
-from ialp.envs.session import CandidateProvider, RandomCandidates, SessionBatch, SessionFace
+from ialp.envs.session import CandidateProvider, CandidateTracker, RandomCandidates, SessionBatch, SessionFace
 
 
 def __getattr__(name: str) -> Any:
@@ -19,6 +19,7 @@ __all__ = [
     "ENVIRONMENTS",
     "BatchedRecEnv",
     "CandidateProvider",
+    "CandidateTracker",
     "RandomCandidates",
     "RecEnv",
     "SessionBatch",

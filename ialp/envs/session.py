@@ -36,6 +36,20 @@ class CandidateProvider(Protocol):
         ...
 
 
+@runtime_checkable
+class CandidateTracker(Protocol):
+    """Candidates of a fixed batch of B sessions that keeps per-session state between steps (e.g. an
+    incremental user state and a candidate pool), made by a provider's optional ``tracker(model, n)``."""
+
+    def begin(self, rows: np.ndarray, history: np.ndarray) -> np.ndarray:
+        """Sessions ``rows`` start with ``history`` (R, H; -1 = empty); their candidates, int64 (R, k)."""
+        ...
+
+    def advance(self, items: np.ndarray, history: np.ndarray) -> np.ndarray:
+        """Every session consumed ``items`` (B,) and ``history`` (B, H) ends with them; candidates, int64 (B, k)."""
+        ...
+
+
 @dataclass(frozen=True)
 class RandomCandidates:
     """K distinct items drawn uniformly per user and step (a stand-in until a recommender is plugged in)."""
@@ -127,7 +141,9 @@ class SessionBatch:
             on) or ``"forbid"`` them (reward = ``repeat_penalty`` and the user leaves; agents that can
             mask actions read ``action_masks()``).
         repeat_penalty: reward given for a penalised or forbidden repeat.
-        candidates: optional candidate provider; the action then indexes its K proposals.
+        candidates: optional candidate provider; the action then indexes its K proposals. A provider with a
+            ``tracker(model, n)`` method that returns a ``CandidateTracker`` proposes through it (stateful,
+            incremental) instead of ``propose``.
         leave: whether users may leave at all (``False``: neither the model's leave probability nor any
             rule ends a session; EasyRL4Rec's fixed-length setting).
         warm_start: items a session starts with in the observation window (at most ``history_len``):
@@ -155,6 +171,8 @@ class SessionBatch:
         self.leave_rules = tuple(leave_rules)
         self.history_len, self.repeat, self.repeat_penalty = history_len, repeat, float(repeat_penalty)
         self.candidates = candidates
+        make_tracker = getattr(candidates, "tracker", None)
+        self.tracker: CandidateTracker | None = make_tracker(model, n) if callable(make_tracker) else None
         self.leave, self.warm_start = bool(leave), int(warm_start)
         self.n_actions = candidates.k if candidates is not None else model.n_items
         depth = max([history_len, *(r.window for r in self.leave_rules)])
@@ -218,7 +236,10 @@ class SessionBatch:
         self.blocked[rows] = -1
         if self.warm_start:
             self._warm(rows, keys)
-        self._propose(rows)
+        if self.tracker is not None:
+            self.cand_items[rows] = self.tracker.begin(rows, self.hist_items[rows])
+        else:
+            self._propose(rows)
 
     def _warm(self, rows: np.ndarray, keys: np.ndarray) -> None:
         """Fill the observation window of new sessions with ``warm_start`` items (see the class docstring)."""
@@ -286,7 +307,10 @@ class SessionBatch:
         self._push(items, reward)
         self.last_items = items
         self.t += 1
-        self._propose(slice(None))
+        if self.tracker is not None:
+            self.cand_items[:] = self.tracker.advance(items, self.hist_items)
+        else:
+            self._propose(slice(None))
         return reward, leave, {"item": items, "expected_reward": response.expected, "repeat": repeat}
 
     def _push(self, items: np.ndarray, reward: np.ndarray) -> None:
@@ -365,6 +389,11 @@ class SessionFace:
         """Item ids of the current candidate slots, (B, K); None without a candidate provider."""
         s = self._session
         return None if s.candidates is None else s.cand_items.copy()
+
+    def candidate_tracker(self) -> CandidateTracker | None:
+        """The stateful tracker proposing the candidate slots (to inspect, e.g. its pool size), or None when the
+        provider's ``propose`` runs at every step."""
+        return self._session.tracker
 
     def steps(self) -> np.ndarray:
         """Steps taken in each user's current session, (B,) (0 right after a reset)."""

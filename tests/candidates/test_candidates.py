@@ -34,6 +34,7 @@ from ialp.candidates.cli import add_candidates_parser
 from ialp.candidates.config import ConfigError, load_candidates_config
 from ialp.candidates.generator import TopOnePolicy, build_model, fit_recommender, trainable_parameters
 from ialp.candidates.sequential import SideItemTower, in_batch_loss, leave_one_out
+from ialp.candidates.tracker import SessionCandidates
 
 MOVIELENS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "movielens"
 WORDS = ["the", "a", "movie", "film", "comedy", "drama", "space", "love", "war", "dog", "cat", "story", "night"]
@@ -275,12 +276,13 @@ def test_candidates_eval_json_contract(capsys: pytest.CaptureFixture[str]) -> No
                  "--models", "popularity,sasrec-id", *(a for t in tiny for a in ("--set", t))]) == 0
     result = json.loads(capsys.readouterr().out)
     assert set(result) == {"popularity", "sasrec-id"}
-    for name, row in result.items():
-        assert {"hr@10", "ndcg@10", "trainable_params", "peak_mem_mb", "s_per_epoch"} <= set(row), name
+    for row in result.values():
+        assert {"hr@10", "ndcg@10", "trainable_params", "peak_mem_mb", "tensor_peak_mb", "s_per_epoch"} <= set(row)
         assert 0.0 < row["ndcg@10"] <= row["hr@10"] < 1.0
     pop, ids = result["popularity"], result["sasrec-id"]
     assert (pop["seeds"], pop["trainable_params"], ids["seeds"]) == (1, 0, 2)
     assert ids["trainable_params"] > 9742 * 16 and ids["s_per_epoch"] > 0 and 1 <= ids["best_epoch"] <= 3
+    assert ids["tensor_peak_mb"] > 9742 * 16 * 4 * 3 / 2**20  # at least the embedding's gradient and Adam's 2 moments
 
 
 def test_side_item_tower_reads_memmapped_rows(tmp_path: Path) -> None:
@@ -331,7 +333,7 @@ RUN_TINY = ["llm.backend=oracle", f"env.kwargs={{data_dir: {MOVIELENS / 'ml-late
             "pretrain.total_timesteps=64", "online.total_timesteps=64", "eval.users=4", "eval.seeds=[0]",
             "methods=[random, oracle-greedy, a2c-scratch, ialp]"]
 CANDIDATES = ("candidates={model: sasrec-id, k: 10, epochs: 1, width: 16, n_layers: 1, n_heads: 1, max_len: 10, "
-              "batch_size: 256, progress: false}")
+              "batch_size: 256, progress: false, refresh: 2, pool: 15}")
 
 
 def test_run_with_candidates_section_trains_stores_and_reuses_the_generator(
@@ -361,6 +363,8 @@ def test_run_with_candidates_section_trains_stores_and_reuses_the_generator(
     assert isinstance(world.env_kwargs["candidates"], CandidateGenerator)
     for venv in (world.target_env(2, 0), world.offline_env(2, 0)):
         assert venv.action_space == gym.spaces.Discrete(10) and venv.reset()["candidates"].shape[:2] == (2, 10)
+        tracker = venv.face.candidate_tracker()  # per-session pooled candidates, as configured
+        assert isinstance(tracker, SessionCandidates) and (tracker.refresh, tracker.pool_size) == (2, 15)
     # a rerun loads the stored generator (same file, not retrained) and skips the finished stages
     stamp = (folder / "generator.pt").stat().st_mtime_ns
     capsys.readouterr()
@@ -373,6 +377,8 @@ def test_experiment_config_candidates_section() -> None:
     from ialp.experiment import load_experiment
 
     assert load_config().candidates is None  # default: no candidate generator
+    served = load_config(Path(__file__).resolve().parents[2] / "configs" / "movielens_candidates.yaml").candidates
+    assert served is not None and (served.refresh, served.pool, served.k) == (10, 64, 50)  # the pooled, cached env
     cfg = load_config(overrides=["candidates={model: sidesan, modalities: [text], k: 50}", "methods=[random]"])
     cc = cfg.candidates
     assert cc is not None and (cc.model, cc.k) == ("sidesan", 50)

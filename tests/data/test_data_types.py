@@ -82,6 +82,13 @@ def test_log_is_sorted_typed_and_read_only() -> None:
     assert [h.tolist() for h in histories] == [[0, 3, 2], [1, 2, 0], [1]]
 
 
+def test_log_orders_timestamp_ties_by_row_order() -> None:
+    # user 0 rated items 3, 1, 2 in that row order at the same second: the item index must not reorder them
+    log = InteractionLog(np.array([0, 0, 0, 0]), np.array([3, 1, 2, 0]), np.ones(4), np.array([7, 7, 7, 1]),
+                         np.array([9]), (1, 5), "ties")
+    assert log.user_histories()[0].tolist() == [0, 3, 1, 2]
+
+
 def test_log_validation_and_inferred_items() -> None:
     log = InteractionLog(
         np.array([0]), np.array([4]), np.array([1.0]), np.array([0]), np.array([7]), (0, 1), "x"
