@@ -42,17 +42,28 @@ def _cmd_bench_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from ialp.experiment import load_experiment, run_experiment, summary_table
+    from ialp.experiment import summary_table
+    from ialp.study import TrialsFailed, expand, parse_grid, run_study
 
-    cfg = load_experiment(args.config, args.set)
-    out = args.out or f"runs/{cfg.name}"
-    rows = run_experiment(cfg, out)
-    for setting in cfg.settings:
-        for mode in cfg.eval.modes:
-            print(f"\nsetting {setting}, evaluation {mode}:")
-            print(summary_table([r for r in rows if r["setting"] == setting and r["eval_mode"] == mode]))
-    print(f"\nwrote {out}/: config.yaml, results.csv, curves.csv, summary.md, *.png; "
-          f"TensorBoard: tensorboard --logdir {out}/tb")
+    points = expand(args.config, args.set, parse_grid(args.grid), args.out)
+    out = args.out or f"runs/{points[0].cfg.name}"
+    try:
+        rows = run_study(points, out, ray=args.ray, resume=args.resume)
+    except TrialsFailed as exc:
+        print(f"ialp: error: {exc}\nrerun with --resume to retry them", file=sys.stderr)
+        return 1
+    for point in points:
+        for setting in point.cfg.settings:
+            for mode in point.cfg.eval.modes:
+                print(f"\n{point.label + ': ' if point.label else ''}setting {setting}, evaluation {mode}:")
+                print(summary_table([r for r in rows if r["setting"] == setting and r["eval_mode"] == mode
+                                     and all(r[k] == v for k, v in point.values.items())]))
+    if points[0].label:
+        print(f"\nwrote {out}/: results.csv, curves.csv (a column per grid key), summary.md; each point's run folder "
+              f"(config.yaml, *.png, tb/) in {out}/grid/")
+    else:
+        print(f"\nwrote {out}/: config.yaml, results.csv, curves.csv, summary.md, *.png; "
+              f"TensorBoard: tensorboard --logdir {out}/tb")
     return 0
 
 
@@ -124,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default=None, help="run folder (default: runs/<name>)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config field, e.g. --set online.total_timesteps=5000 --set llm.backend=oracle")
+    run.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                     help="run the cross-product of these values (repeatable); results.csv gets a column per KEY")
+    run.add_argument("--ray", nargs="?", const="local", default=None, metavar="auto|local|ADDRESS",
+                     help="run each (setting, seed, methods) cell as a Ray Tune trial: on a new local Ray (local, "
+                          "the default), the running cluster (auto) or the cluster at ADDRESS; see the ray: section")
+    run.add_argument("--resume", action="store_true",
+                     help="with --ray: restore the interrupted Tune experiment; finished trials are not rerun")
     run.set_defaults(func=_cmd_run)
 
     bench = sub.add_parser("bench", help="benchmarks")
@@ -202,6 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LLMError as exc:
         print(f"ialp: error: {exc}", file=sys.stderr)
         return 3
+    except ConnectionError as exc:  # --ray auto with no Ray running
+        print(f"ialp: error: {exc} (--ray local starts one for this run)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

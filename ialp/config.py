@@ -32,8 +32,8 @@ from ialp.schema import STRICT, ConfigError, load
 from ialp.simulators.leave import make_leave_rule
 
 __all__ = ["ALGOS", "AP_INITS", "EVAL_MODES", "AgentConfig", "ApInit", "ConfigError", "DistillConfig", "EnvConfig",
-           "EvalConfig", "ExperimentConfig", "OfflineRLConfig", "OnlineConfig", "PretrainConfig", "RewardConfig",
-           "load_config"]
+           "EvalConfig", "ExperimentConfig", "OfflineRLConfig", "OnlineConfig", "PretrainConfig", "RayConfig",
+           "RewardConfig", "load_config"]
 
 #: Actor-critic algorithms of the pretrained and online learners (``ialp.agents``).
 Algo = Literal["a2c", "ppo"]
@@ -257,6 +257,30 @@ class EvalConfig:
 
 
 @dataclass(config=STRICT)
+class RayConfig:
+    """How ``ialp run --ray`` runs the cells as Ray Tune trials (read by the driver only; no stage key holds it).
+
+    Attributes:
+        resources: Per trial, Ray resource name -> amount, e.g. ``{cpu: 1}`` or ``{cpu: 4, gpu: 0.25}``; the trial's
+            torch/OpenMP threads are its ``cpu``.
+        max_failures: Times a failed trial is retried (Tune's ``FailureConfig``) before it is reported as failed.
+        storage_path: Where Tune keeps its experiment state (``--resume`` reads it); default ``<run folder>/ray``.
+            On a multi-node cluster: a folder every node sees (NFS) or a URI such as ``s3://bucket/path``.
+    """
+
+    resources: dict[str, NonNegativeFloat] = field(default_factory=lambda: {"cpu": 1.0})
+    max_failures: Annotated[int, Field(ge=0)] = 2
+    storage_path: str | None = None
+
+    @field_validator("resources")
+    @classmethod
+    def _cpu(cls, value: dict[str, float]) -> dict[str, float]:
+        if value.get("cpu", 0) < 1:
+            raise ValueError(f"needs cpu >= 1 (the trial's threads), got {value}")
+        return value
+
+
+@dataclass(config=STRICT)
 class ExperimentConfig:
     """Everything a run needs; a run is determined by this and nothing else.
 
@@ -280,6 +304,7 @@ class ExperimentConfig:
     methods: Annotated[list[str], Field(min_length=1)] = field(
         default_factory=lambda: ["random", "oracle-greedy", "a2c-scratch", "ialp", "a-ialp-ft", "a-ialp-ap"])
     candidates: CandidatesConfig | None = None
+    ray: RayConfig = field(default_factory=RayConfig)
 
     @field_validator("candidates", mode="before")
     @classmethod

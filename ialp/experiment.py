@@ -52,7 +52,8 @@ from ialp.storage import is_current, mark_current, stage_key
 
 Online = tuple[Policy, EpisodeLog | None]
 
-__all__ = ["METHODS", "Method", "Pipeline", "check_methods", "load_experiment", "run_experiment", "summary_table"]
+__all__ = ["METHODS", "Cell", "Method", "Pipeline", "cells", "check_methods", "load_experiment", "run_experiment",
+           "summary_table"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,40 @@ class Method:
     reads: tuple[str, ...] = ()
     pretrained: str | None = None
     scope: str = "any"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of parallel work: the methods of one setting and seed that share one pretrained policy.
+
+    Its results are those of a sequential run: every stage is keyed and seeded by the config alone.
+    """
+
+    setting: str
+    seed: int
+    methods: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        """A name for logs and folders, e.g. ``free_s0_random+ialp``."""
+        return f"{self.setting}_s{self.seed}_{'+'.join(self.methods)}"
+
+    def overrides(self) -> list[str]:
+        """The ``--set`` overrides that restrict a run of the config to this cell."""
+        return [f"settings=[{self.setting}]", f"eval.seeds=[{self.seed}]", f"methods=[{', '.join(self.methods)}]"]
+
+
+def cells(cfg: ExperimentConfig) -> list[Cell]:
+    """The config's cells: (setting, seed, methods sharing a pretrained variant); methods without a pretrained
+    policy join the first group that has one, so that a cell builds its world once for as many methods as it can."""
+    by_variant: dict[str | None, list[str]] = {}
+    for m in cfg.methods:
+        by_variant.setdefault(METHODS[m].pretrained, []).append(m)
+    plain = by_variant.pop(None, [])
+    groups = list(by_variant.values()) or [plain]
+    if by_variant:
+        groups[0] = plain + groups[0]
+    return [Cell(st, s, tuple(g)) for st in cfg.settings for s in cfg.eval.seeds for g in groups]
 
 
 class Pipeline:
@@ -297,8 +332,14 @@ class Pipeline:
         return load(self.cfg.agent.algo, self.pretrain(variant, seed, setting))
 
     # ----------------------------------------------------------------------------------------- all
+    def run_cell(self, cell: Cell) -> list[dict[str, Any]]:
+        """The stage files of one cell (pretraining, online phase, evaluation of its methods); returns its rows.
+        Run :meth:`prepare` first: cells running at once must not each redo the shared stages."""
+        return [row for m in cell.methods for row in self.method(m, cell.seed, cell.setting)["rows"]]
+
     def prepare(self) -> None:
         """The shared stages: the world, and the distillation and reward model of every variant in use."""
+        _ = self.world  # built (and its fitted models cached) before cells run at once
         variants = dict.fromkeys(METHODS[m].pretrained for m in self.cfg.methods)
         for variant in variants:
             if variant is not None:

@@ -18,7 +18,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ialp.experiment import METHODS, Pipeline, load_experiment
+from ialp.experiment import Cell, Pipeline, cells, load_experiment
 
 
 def main() -> int:
@@ -31,34 +31,24 @@ def main() -> int:
     cfg = load_experiment(args.config, args.set)
     args.out = args.out or f"runs/{cfg.name}"
     Pipeline(cfg, args.out).prepare()
-    by_variant: dict[str | None, list[str]] = {}
-    for m in cfg.methods:
-        by_variant.setdefault(METHODS[m].pretrained, []).append(m)
-    groups = list(by_variant.values())
-    if None in by_variant and len(groups) > 1:  # methods without a pretrained policy join the first other group
-        plain = by_variant.pop(None)
-        groups = list(by_variant.values())
-        groups[0] = plain + groups[0]
-    cells = [(st, s, g) for st in cfg.settings for s in cfg.eval.seeds for g in groups if g]
+    todo = cells(cfg)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     base = [sys.executable, "-m", "ialp.cli", "run", args.config, "--out", args.out,
             *(a for kv in args.set for a in ("--set", kv))]
 
-    def run(cell: tuple[str, int, list[str]]) -> int:
-        setting, seed, methods = cell
-        cmd = [*base, "--set", f"settings=[{setting}]", "--set", f"eval.seeds=[{seed}]",
-               "--set", f"methods=[{', '.join(methods)}]"]
+    def run(cell: Cell) -> int:
+        cmd = [*base, *(a for kv in cell.overrides() for a in ("--set", kv))]
         start = time.time()
         code = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        print(f"{setting} seed {seed} {methods}: exit {code.returncode} in {time.time() - start:.0f} s", flush=True)
+        print(f"{cell.label}: exit {code.returncode} in {time.time() - start:.0f} s", flush=True)
         if code.returncode:
             print(code.stderr[-2000:], file=sys.stderr)
         return code.returncode
 
     with ThreadPoolExecutor(args.jobs) as pool:
-        failed = sum(code != 0 for code in pool.map(run, cells))
+        failed = sum(code != 0 for code in pool.map(run, todo))
     if failed:
-        print(f"{failed} of {len(cells)} cells failed", file=sys.stderr)
+        print(f"{failed} of {len(todo)} cells failed", file=sys.stderr)
         return 1
     return subprocess.run([*base], env=env).returncode
 

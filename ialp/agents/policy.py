@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.distributions import Distribution
-from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
@@ -246,7 +246,10 @@ class ItemScoringPolicy(ActorCriticPolicy):
         return self.value_net(latent_vf), log_prob, entropy
 
     def get_distribution(self, obs: Any) -> FastCategorical:
-        return self._dist(obs, self._latents(obs)[0])
+        """The action distribution from the actor's path alone (as SB3's own ``get_distribution``: rollouts of a
+        frozen policy, evaluation and ``ap``'s components need no value)."""
+        features = BasePolicy.extract_features(self, obs, self.pi_features_extractor)
+        return self._dist(obs, self.mlp_extractor.forward_actor(features))
 
     def _predict(self, observation: Any, deterministic: bool = False) -> torch.Tensor:
         return self.get_distribution(observation).get_actions(deterministic=deterministic)
