@@ -70,8 +70,8 @@ class PreferenceQuery:
         if len(self.history_items) != len(self.history_feedback):
             raise ValueError(f"history has {len(self.history_items)} items but {len(self.history_feedback)} "
                              "feedback values")
-        if not 1 <= len(self.candidates) <= len(LABELS):
-            raise ValueError(f"need 1 to {len(LABELS)} candidates, got {len(self.candidates)}")
+        if not self.candidates:
+            raise ValueError("need at least one candidate")
         if len(set(self.candidates)) != len(self.candidates):
             raise ValueError(f"candidates must be distinct, got {self.candidates}")
 
@@ -82,7 +82,9 @@ class PreferenceQuery:
 
     @property
     def labels(self) -> str:
-        """The candidates' labels, e.g. ``"ABCDE"``."""
+        """The candidates' labels, e.g. ``"ABCDE"`` (choice prompts; score mode has no labels and no such limit)."""
+        if self.k > len(LABELS):
+            raise ValueError(f"choice prompts label at most {len(LABELS)} candidates, got {self.k}")
         return LABELS[: self.k]
 
 

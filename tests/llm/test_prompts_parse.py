@@ -143,3 +143,14 @@ def test_query_validation() -> None:
         PreferenceQuery((), (), (1, 1))
     with pytest.raises(ValueError, match="feedback"):
         PreferenceQuery((1,), (), (1,))
+
+
+def test_score_queries_take_any_number_of_candidates_choice_prompts_at_most_26() -> None:
+    from ialp.llm.prompts import PreferenceQuery
+
+    big = PreferenceQuery((1,), (4.0,), tuple(range(10, 110)), (0.5, 5.0))
+    assert big.k == 100
+    with pytest.raises(ValueError, match="at most 26"):
+        big.labels  # noqa: B018
+    with pytest.raises(ValueError, match="at least one"):
+        PreferenceQuery((), (), ())
