@@ -1,6 +1,6 @@
 """Wall time of one grid study run sequentially and with ``--ray local``, and their ratio.
 
-    python scripts/bench_ray.py [--steps 16384] [--config tests/fixtures/regression/synthetic_tiny.yaml]
+    python scripts/bench_ray.py [--steps 65536] [--config tests/fixtures/regression/synthetic_tiny.yaml]
 
 The grid is 2 values of ``online.total_timesteps`` x 2 seeds x 2 settings = 8 trials (the methods of a setting and
 seed share a cell). Each run starts from an empty run folder and an empty cache, so both do the same work, shared
@@ -38,7 +38,7 @@ def sorted_rows(path: Path) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="tests/fixtures/regression/synthetic_tiny.yaml")
-    parser.add_argument("--steps", type=int, default=16384, help="online steps of the first grid value (x2: second)")
+    parser.add_argument("--steps", type=int, default=65536, help="online steps of the first grid value (x2: second)")
     args = parser.parse_args()
     study = [args.config, "--set", "methods=[random, ucb, a2c-scratch, ialp, a-ialp-ft]",
              "--set", f"pretrain.total_timesteps={args.steps}", "--set", "eval.seeds=[0, 1]",
