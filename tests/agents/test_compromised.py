@@ -20,8 +20,8 @@ REPO = Path(__file__).resolve().parents[2]
 def test_ap_guards_against_a_compromised_pretrained_policy(tmp_path: Path) -> None:
     cfg = load_config(REPO / "configs" / "synthetic.yaml", [
         "llm.backend=oracle", "distill.mode=score", "distill.invert=true", "env.kwargs={n_items: 30, warm_start: 3}",
-        "distill.queries=300", "distill.log_users=200", "reward.epochs=30", "agent.num_envs=16", "agent.net_arch=[64]",
-        "agent.learning_rate=0.001", "pretrain.total_timesteps=4000", "pretrain.leave_rules=[]",
+        "distill.queries=300", "distill.log_users=200", "reward.epochs=30", "agent.algo=a2c", "agent.num_envs=16",
+        "agent.net_arch=[64]", "agent.learning_rate=0.001", "pretrain.total_timesteps=4000", "pretrain.leave_rules=[]",
         "online.total_timesteps=6000", "online.ap_init=fresh", "online.critic_warmup=0", "agent.gamma=0.9",
         "agent.gae_lambda=1.0",
         "eval.users=16", "eval.seeds=[0, 1, 2]", "eval.modes=[sample]", "settings=[free]",
