@@ -16,6 +16,7 @@ Methods live in one registry (:data:`METHODS`); each (method, setting, seed) is 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -572,11 +573,12 @@ def _summary(pipe: Pipeline, rows: list[dict[str, Any]], curves: list[dict[str, 
             sub = [r for r in rows if r["setting"] == setting and r["eval_mode"] == mode]
             parts += [f"## setting `{setting}`, evaluation `{mode}`", "", summary_table(sub), ""]
         # The pretrained learners against scratch training of their own algorithm (and A2C's, when it differs).
-        for reference in dict.fromkeys((f"{cfg.agent.algo}-scratch", "a2c-scratch")):
-            for learner in ("a-ialp-ft", "a-ialp-ap", "a-ialp-ft-oracle", "a-ialp-ap-oracle"):
-                line = online_comparison([c for c in curves if c["setting"] == setting], cfg.online.total_timesteps,
-                                         learner, reference)
-                parts += [line, ""] if line else []
+        in_setting = [c for c in curves if c["setting"] == setting]
+        pairs = itertools.product(dict.fromkeys((f"{cfg.agent.algo}-scratch", "a2c-scratch")),
+                                  ("a-ialp-ft", "a-ialp-ap", "a-ialp-ft-oracle", "a-ialp-ap-oracle"))
+        for reference, learner in pairs:
+            line = online_comparison(in_setting, cfg.online.total_timesteps, learner, reference)
+            parts += [line, ""] if line else []
     parts.append("Mean ± 95% Student-t interval over seeds. `online first`/`online last`: mean return of the online "
                  "episodes that ended in the first/last 10% of online steps; `curve change`: last 25% of steps vs the "
                  "25% before, relative (a flat curve is near 0).")

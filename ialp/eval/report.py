@@ -70,8 +70,7 @@ def binned_curves(curves: Sequence[dict[str, Any]], total_steps: int,
     return out
 
 
-def online_comparison(curves: Sequence[dict[str, Any]], total_steps: int, learner: str = "a-ialp-ft",
-                      reference: str = "a2c-scratch") -> str:
+def online_comparison(curves: Sequence[dict[str, Any]], total_steps: int, learner: str, reference: str) -> str:
     """How ``learner`` starts against ``reference`` (first 10% of online steps) and when it reaches the
     reference's final return (its last 10%), from the seed-averaged binned curves; empty if either is missing."""
     table = binned_curves(curves, total_steps)
