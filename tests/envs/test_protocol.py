@@ -90,3 +90,27 @@ def test_knn_candidates_are_distinct_and_near_the_recent_items() -> None:
     near = np.einsum("bkd,bd->bk", unit[ids], unit[last]).mean()
     rand = (unit[np.random.default_rng(0).integers(0, len(emb), (16, 30))] * unit[last][:, None]).sum(-1).mean()
     assert near > rand + 0.2
+
+
+def test_the_shipped_synthetic_config_ends_sessions_by_the_anchors_exit_rule(tmp_path: Path) -> None:
+    """configs/synthetic.yaml's evaluation users quit on the 5th show of one topic (tag rule 5/3); the world's own
+    leave (on low reward only) lets some of them stay."""
+    from ialp.config import load_config
+    from ialp.experiment import Pipeline
+
+    repo = Path(__file__).resolve().parents[2]
+    cfg = load_config(repo / "configs" / "synthetic.yaml", ["distill.log_users=20"])
+    world = Pipeline(cfg, tmp_path, progress=False).world
+    without = {k: v for k, v in cfg.env.kwargs.items() if k != "leave_rules"}
+    for setting, venv in (("free", world.target_env(64, 0, "free")),
+                          ("native", make_batched("ialp/Synthetic-v0", num_envs=64, seed=0, **without))):
+        venv.reset()
+        item = np.zeros(64, dtype=np.int64)  # the same item again and again: its topic every time
+        ended = np.zeros(64, dtype=bool)
+        for _ in range(5):
+            _, _, dones, _ = venv.step(item)
+            ended |= dones
+        if setting == "free":
+            assert ended.all()
+        else:
+            assert not ended.all()
