@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from ialp.config import load_config
 from ialp.data import load_dataset
 from ialp.envs import make_batched
 from ialp.envs.registration import SETTINGS
+from ialp.envs.vector import BatchedRecEnv
 from ialp.experiment import Pipeline
 from ialp.simulators.leave import TagOverlapLeave
 
@@ -96,7 +96,7 @@ def test_knn_candidates_are_distinct_and_near_the_recent_items() -> None:
     assert near > rand + 0.2
 
 
-def _all_leave_within_five_shows_of_one_item(venv: Any) -> bool:
+def _all_leave_within_five_shows_of_one_item(venv: BatchedRecEnv) -> bool:
     venv.reset()
     item = np.zeros(venv.num_envs, dtype=np.int64)  # the same item again and again: its topic every time
     ended = np.zeros(venv.num_envs, dtype=bool)
