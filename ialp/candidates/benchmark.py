@@ -79,9 +79,9 @@ def evaluate_models(data_dir: str | PathLike[str], seeds: int = 3, base: Candida
         best = [r.get("best_epoch") for r in runs]
         row["best_epoch"] = None if None in best else float(np.mean(best))  # type: ignore[arg-type]
         if row["hr@10"] is None:
+            switch = "--finetune-batches 0" if measure_only else "candidates.max_steps=0"
             row["note"] = (f"trained {row['batches_measured']} batches ({row['epochs_trained']:.2f} of "
-                           f"{base.epochs} epochs) to measure cost only; not scored (pass --finetune-batches 0 "
-                           "to train it fully)")
+                           f"{base.epochs} epochs) to measure cost only; not scored ({switch} trains it fully)")
         out[name] = row
     return out
 
