@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import secrets
 import shutil
@@ -150,7 +151,10 @@ def test_a_killed_driver_resumes_without_redoing_finished_trials(tmp_path: Path)
     while True:  # until Tune has saved a finished trial
         assert time.monotonic() < deadline and driver.poll() is None, driver.communicate()[1][-3000:]
         if list(experiment.glob("experiment_state-*.json")):
-            before = tune_trials(experiment)
+            try:
+                before = tune_trials(experiment)
+            except json.JSONDecodeError:  # Tune rewrites the file in place: caught mid-write, read it next poll
+                before = {}
             if any(status == "TERMINATED" for status, _ in before.values()):
                 break
         time.sleep(0.2)
