@@ -80,8 +80,8 @@ def main() -> None:
         print(json.dumps(measure(args.one, args.data_dir, args.batch, args.batches, args.overrides)))
         return
     rows = []
+    sets = [arg for o in args.overrides for arg in ("--set", o)]
     for name in args.models.split(","):
-        sets = [arg for o in args.overrides for arg in ("--set", o)]
         out = subprocess.run([sys.executable, __file__, "--one", name, "--data-dir", args.data_dir, "--batch",
                               str(args.batch), "--batches", str(args.batches), *sets], capture_output=True,
                              text=True, check=True)
