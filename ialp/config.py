@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import (
     Field,
     NonNegativeFloat,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     field_validator,
@@ -139,7 +140,12 @@ class DistillConfig:
 
 @dataclass(config=STRICT)
 class RewardConfig:
-    """The reward model fitted to the preferences (``ialp.rewards.RewardModel``)."""
+    """The reward model fitted to the preferences (``ialp.rewards.RewardModel``).
+
+    ``holdout``: the share of preferences held out to report each loss's accuracy (``heldout_accuracy_*``).
+    ``patience``/``validation``: early stopping of every fit on the loss of a ``validation`` share of its training
+    preferences (0 trains all ``epochs``).
+    """
 
     loss: Loss = "listwise"
     hidden: PositiveInt = 64
@@ -147,6 +153,8 @@ class RewardConfig:
     learning_rate: PositiveFloat = 3e-3
     weight_decay: NonNegativeFloat = 1e-3
     holdout: Fraction = 0.2
+    patience: NonNegativeInt = 20
+    validation: Fraction = 0.2
     seed: int = 0
 
 

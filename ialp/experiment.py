@@ -221,7 +221,8 @@ class Pipeline:
             metrics.update(self._loss_evidence(prefs, fresh))
             if len(prefs) < 2:
                 raise ValueError(f"distill:{variant}: only {len(prefs)} usable preferences; cannot fit a reward")
-            model.fit(prefs, rc.loss, rc.epochs, rc.learning_rate, rc.weight_decay)
+            model.fit(prefs, rc.loss, rc.epochs, rc.learning_rate, rc.weight_decay, patience=rc.patience,
+                      validation=rc.validation)
             metrics["train_accuracy"] = model.accuracy(prefs)
         model.save(path)
         path.with_suffix(".json").write_text(json.dumps(metrics, indent=2))
@@ -246,7 +247,8 @@ class Pipeline:
         out = {"heldout_n": float(n_test), "chance": float(np.mean(1.0 / prefs.candidates.shape[1]))}
         for loss in LOSSES:
             m = fresh()
-            m.fit(train, loss, rc.epochs, rc.learning_rate, rc.weight_decay)
+            m.fit(train, loss, rc.epochs, rc.learning_rate, rc.weight_decay, patience=rc.patience,
+                  validation=rc.validation)
             out[f"heldout_accuracy_{loss}"] = m.accuracy(test)
         return out
 

@@ -7,9 +7,9 @@ table and one user-feature function:
 
 - Synthetic: the items' public topic mixtures (the catalogue's metadata, what any recommender would have);
   user features are the simulator's observable features, recorded in the log for the logged users.
-- Logged data (MovieLens, ...): the item factors of the matrix factorisation fitted on the TRAINING users'
-  log only (held-out users' data never shape what the agent sees); user features are the log's public
-  per-user statistics (activity, mean rating).
+- Logged data (MovieLens, ...): the item factors and item biases of the matrix factorisation fitted on the
+  TRAINING users' log only (held-out users' data never shape what the agent sees); user features are the log's
+  public per-user statistics (activity, mean rating).
 
 The ground-truth dynamics are untouched: a view only changes what the agent observes and which users a
 session samples (``users=``: the training users offline, the held-out users online and in evaluation).

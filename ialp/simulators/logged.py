@@ -180,7 +180,8 @@ class LoggedUserModel(UserModel):
     ``reward_noise``. The model has no leave propensity of its own (``leave_probability`` is 0):
     sessions end by the environment's leave rules. Observable user features are the user's
     activity (log-scaled number of interactions) and mean feedback in the log, scaled to [-1, 1].
-    Item embeddings are the fitted item factors scaled into [-1, 1].
+    Item embeddings are the fitted item factors scaled into [-1, 1] and, as one more column, the fitted item bias
+    scaled the same way (an item's quality in the log: what a real recommender knows from its ratings).
     """
 
     def __init__(self, data: LoggedData, mf: MFConfig | None = None, reward_noise: float = 0.0,
@@ -195,8 +196,9 @@ class LoggedUserModel(UserModel):
         self.reward_range = (float(log.feedback_range[0]), float(log.feedback_range[1]))
         self.reward_noise = reward_noise
         self.n_users = log.n_users
-        factors = self.mf.item_factors
-        self.item_embeddings = (factors / max(float(np.abs(factors).max()), 1e-12)).astype(np.float32)
+        factors, bias = self.mf.item_factors, self.mf.item_bias[:, None]
+        self.item_embeddings = np.concatenate([factors / max(float(np.abs(factors).max()), 1e-12),
+                                               bias / max(float(np.abs(bias).max()), 1e-12)], axis=1).astype(np.float32)
         counts = np.bincount(log.users, minlength=log.n_users).astype(np.float64)
         sums = np.bincount(log.users, weights=log.feedback, minlength=log.n_users)
         lo, hi = self.reward_range
