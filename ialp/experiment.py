@@ -44,7 +44,7 @@ from ialp.eval import (
     summary_table,
     write_csv,
 )
-from ialp.eval.report import curve_stats, online_comparison
+from ialp.eval.report import curve_stats, curve_table, online_comparison
 from ialp.llm.base import LLMConfig
 from ialp.rewards.model import LOSSES, PreferenceSet, RewardModel
 from ialp.schema import ConfigError
@@ -581,6 +581,10 @@ def _summary(pipe: Pipeline, rows: list[dict[str, Any]], curves: list[dict[str, 
         for reference, learner in pairs:
             line = online_comparison(in_setting, cfg.online.total_timesteps, learner, reference)
             parts += [line, ""] if line else []
+        table = curve_table(in_setting, cfg.online.total_timesteps)
+        if table:
+            parts += [f"Seed-averaged online curves in `{setting}` (mean return of the episodes that ended in each "
+                      "tenth of the online steps):", "", table, ""]
     parts.append("Mean ± 95% Student-t interval over seeds. `online first`/`online last`: mean return of the online "
                  "episodes that ended in the first/last 10% of online steps; `curve change`: last 25% of steps vs the "
                  "25% before, relative (a flat curve is near 0).")

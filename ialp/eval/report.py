@@ -83,6 +83,21 @@ def online_comparison(curves: Sequence[dict[str, Any]], total_steps: int, learne
             f"reaches `{reference}`'s final return ({ref[-1]:.3f}) {when}.")
 
 
+def curve_table(curves: Sequence[dict[str, Any]], total_steps: int) -> str:
+    """Markdown table of the seed-averaged online curves: per method, the mean return of the episodes that ended
+    in each tenth of the online steps (pass the curves of one setting); empty if there are none."""
+    table = binned_curves(curves, total_steps)
+    if not table:
+        return ""
+    head = [f"{(b + 1) * 100 // CURVE_BINS}%" for b in range(CURVE_BINS)]
+    lines = ["| method | seeds | " + " | ".join(head) + " |", "|---|---:|" + "---:|" * CURVE_BINS]
+    for m, t in table.items():
+        counts = (~np.isnan(t)).sum(axis=0)
+        means = np.where(counts > 0, np.nansum(t, axis=0) / np.maximum(counts, 1), np.nan)
+        lines.append(f"| {m} | {len(t)} | " + " | ".join("–" if np.isnan(v) else f"{v:.4g}" for v in means) + " |")
+    return "\n".join(lines)
+
+
 def summary_table(rows: Sequence[dict[str, Any]]) -> str:
     """Markdown table: mean ± 95% Student-t interval over seeds of each metric, per method (in order of first
     appearance). Pass the rows of one setting and evaluation mode."""
