@@ -70,13 +70,19 @@ def binned_curves(curves: Sequence[dict[str, Any]], total_steps: int,
     return out
 
 
+def _seed_mean(table: np.ndarray) -> np.ndarray:
+    """Mean over seeds (rows) of a binned curve table, ignoring seeds with no episode in a bin (NaN if none has)."""
+    counts = (~np.isnan(table)).sum(axis=0)
+    return np.where(counts > 0, np.nansum(table, axis=0) / np.maximum(counts, 1), np.nan)
+
+
 def online_comparison(curves: Sequence[dict[str, Any]], total_steps: int, learner: str, reference: str) -> str:
     """How ``learner`` starts against ``reference`` (first 10% of online steps) and when it reaches the
     reference's final return (its last 10%), from the seed-averaged binned curves; empty if either is missing."""
     table = binned_curves(curves, total_steps)
     if learner not in table or reference not in table:
         return ""
-    ours, ref = np.nanmean(table[learner], axis=0), np.nanmean(table[reference], axis=0)
+    ours, ref = _seed_mean(table[learner]), _seed_mean(table[reference])
     reached = np.flatnonzero(ours >= ref[-1])
     when = f"after {(reached[0] + 1) / len(ours):.0%} of its online steps" if len(reached) else "not within its steps"
     return (f"`{learner}` vs `{reference}` online: first 10% of steps {ours[0]:.3f} vs {ref[0]:.3f}; `{learner}` "
@@ -92,9 +98,8 @@ def curve_table(curves: Sequence[dict[str, Any]], total_steps: int) -> str:
     head = [f"{(b + 1) * 100 // CURVE_BINS}%" for b in range(CURVE_BINS)]
     lines = ["| method | seeds | " + " | ".join(head) + " |", "|---|---:|" + "---:|" * CURVE_BINS]
     for m, t in table.items():
-        counts = (~np.isnan(t)).sum(axis=0)
-        means = np.where(counts > 0, np.nansum(t, axis=0) / np.maximum(counts, 1), np.nan)
-        lines.append(f"| {m} | {len(t)} | " + " | ".join("–" if np.isnan(v) else f"{v:.4g}" for v in means) + " |")
+        cells = ("–" if np.isnan(v) else f"{v:.4g}" for v in _seed_mean(t))
+        lines.append(f"| {m} | {len(t)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
