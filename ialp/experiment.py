@@ -44,7 +44,7 @@ from ialp.eval import (
     summary_table,
     write_csv,
 )
-from ialp.eval.report import curve_stats, curve_table, online_comparison
+from ialp.eval.report import binned_curves, curve_stats, curve_table, online_comparison
 from ialp.llm.base import LLMConfig
 from ialp.rewards.model import LOSSES, PreferenceSet, RewardModel
 from ialp.schema import ConfigError
@@ -575,13 +575,13 @@ def _summary(pipe: Pipeline, rows: list[dict[str, Any]], curves: list[dict[str, 
             sub = [r for r in rows if r["setting"] == setting and r["eval_mode"] == mode]
             parts += [f"## setting `{setting}`, evaluation `{mode}`", "", summary_table(sub), ""]
         # The pretrained learners against scratch training of their own algorithm (and A2C's, when it differs).
-        in_setting = [c for c in curves if c["setting"] == setting]
+        binned = binned_curves([c for c in curves if c["setting"] == setting], cfg.online.total_timesteps)
         pairs = itertools.product(dict.fromkeys((f"{cfg.agent.algo}-scratch", "a2c-scratch")),
                                   ("a-ialp-ft", "a-ialp-ap", "a-ialp-ft-oracle", "a-ialp-ap-oracle"))
         for reference, learner in pairs:
-            line = online_comparison(in_setting, cfg.online.total_timesteps, learner, reference)
+            line = online_comparison(binned, learner, reference)
             parts += [line, ""] if line else []
-        table = curve_table(in_setting, cfg.online.total_timesteps)
+        table = curve_table(binned)
         if table:
             parts += [f"Seed-averaged online curves in `{setting}` (mean return of the episodes that ended in each "
                       "tenth of the online steps):", "", table, ""]

@@ -53,19 +53,21 @@ def curve_stats(returns: Sequence[float], steps: Sequence[int], total_steps: int
 
 def binned_curves(curves: Sequence[dict[str, Any]], total_steps: int,
                   bins: int = CURVE_BINS) -> dict[str, np.ndarray]:
-    """Per method: (seeds, bins) mean return of the episodes ending in each bin of online steps (NaN if none)."""
+    """Per method: (seeds, bins) mean return of the episodes ending in each bin of online steps (NaN if none).
+    Methods and seeds keep their order of first appearance; one pass over ``curves``."""
+    groups: dict[str, dict[Any, tuple[list[float], list[float]]]] = {}
+    for c in curves:
+        steps, returns = groups.setdefault(c["method"], {}).setdefault(c["seed"], ([], []))
+        steps.append(c["step"])
+        returns.append(c["return"])
     out: dict[str, np.ndarray] = {}
-    for m in dict.fromkeys(c["method"] for c in curves):
-        seeds = list(dict.fromkeys(c["seed"] for c in curves if c["method"] == m))
+    for m, seeds in groups.items():
         table = np.full((len(seeds), bins), np.nan)
-        for j, seed in enumerate(seeds):
-            pts = [(c["step"], c["return"]) for c in curves if c["method"] == m and c["seed"] == seed]
-            st = np.array([p[0] for p in pts], dtype=np.float64)
-            r = np.array([p[1] for p in pts], dtype=np.float64)
-            idx = np.minimum((st / max(total_steps, 1) * bins).astype(int), bins - 1)
-            for b in range(bins):
-                if (idx == b).any():
-                    table[j, b] = r[idx == b].mean()
+        for j, (steps, returns) in enumerate(seeds.values()):
+            idx = np.minimum((np.asarray(steps, dtype=np.float64) / max(total_steps, 1) * bins).astype(int), bins - 1)
+            counts = np.bincount(idx, minlength=bins)
+            sums = np.bincount(idx, weights=np.asarray(returns, dtype=np.float64), minlength=bins)
+            table[j] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
         out[m] = table
     return out
 
@@ -76,10 +78,9 @@ def _seed_mean(table: np.ndarray) -> np.ndarray:
     return np.where(counts > 0, np.nansum(table, axis=0) / np.maximum(counts, 1), np.nan)
 
 
-def online_comparison(curves: Sequence[dict[str, Any]], total_steps: int, learner: str, reference: str) -> str:
+def online_comparison(table: dict[str, np.ndarray], learner: str, reference: str) -> str:
     """How ``learner`` starts against ``reference`` (first 10% of online steps) and when it reaches the
-    reference's final return (its last 10%), from the seed-averaged binned curves; empty if either is missing."""
-    table = binned_curves(curves, total_steps)
+    reference's final return (its last 10%), from the seed-averaged ``binned_curves``; empty if either is missing."""
     if learner not in table or reference not in table:
         return ""
     ours, ref = _seed_mean(table[learner]), _seed_mean(table[reference])
@@ -89,10 +90,9 @@ def online_comparison(curves: Sequence[dict[str, Any]], total_steps: int, learne
             f"reaches `{reference}`'s final return ({ref[-1]:.3f}) {when}.")
 
 
-def curve_table(curves: Sequence[dict[str, Any]], total_steps: int) -> str:
+def curve_table(table: dict[str, np.ndarray]) -> str:
     """Markdown table of the seed-averaged online curves: per method, the mean return of the episodes that ended
-    in each tenth of the online steps (pass the curves of one setting); empty if there are none."""
-    table = binned_curves(curves, total_steps)
+    in each tenth of the online steps (``binned_curves`` of one setting); empty if there are none."""
     if not table:
         return ""
     head = [f"{(b + 1) * 100 // CURVE_BINS}%" for b in range(CURVE_BINS)]
