@@ -26,6 +26,7 @@ APIS: tuple[str, ...] = get_args(Api)
 #: Values of ``LLMConfig.scoring``: how score mode reads a candidate's score from its title's token log-probabilities:
 #: ``sum`` (raw log-likelihood), ``mean`` (per token) or ``pmi`` (sum minus the title's sum under an empty history).
 Scoring = Literal["pmi", "sum", "mean"]
+GroundingFact = Literal["genres", "description", "neighbours"]
 SCORINGS: tuple[str, ...] = get_args(Scoring)
 
 #: backend name -> (module, class), built by :func:`ialp.llm.make_backend`. ``oracle`` answers from the simulator's
@@ -51,6 +52,8 @@ class LLMConfig:
     shifts of the candidates choice mode shows per query (votes aggregated: 1 is a single answer, K cancels position
     bias). ``max_failure_share``: the share of preference queries that may fail (backend errors plus unreadable answers)
     before ``ialp llm eval`` and distillation stop with an error naming the backend and the failure kinds.
+    ``grounding`` (facts shown beside each item), ``ground_candidates`` and ``grounding_tokens``: see
+    :class:`ialp.llm.prompts.Grounding`; the defaults render the prompts of templates version 1 unchanged.
     """
 
     backend: str = "llamacpp"
@@ -72,6 +75,9 @@ class LLMConfig:
     scoring: Scoring = "pmi"
     choice_permutations: PositiveInt = 1
     max_failure_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    grounding: tuple[GroundingFact, ...] = ("genres",)
+    ground_candidates: bool = False
+    grounding_tokens: PositiveInt = 600
 
     @field_validator("backend")
     @classmethod

@@ -34,9 +34,9 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from ialp.data import ItemCatalog
-from ialp.llm.base import SCORINGS, Completion, LLMBackend, LLMError, Scoring
+from ialp.llm.base import SCORINGS, Completion, LLMBackend, LLMConfig, LLMError, Scoring
 from ialp.llm.parse import parse_choice
-from ialp.llm.prompts import PreferenceQuery, load_template, render_history, render_query
+from ialp.llm.prompts import Grounding, PreferenceQuery, load_template, render_history, render_query, text_neighbours
 
 __all__ = ["MODES", "Mode", "Preference", "PreferenceExtractor", "TitleScores", "failure_kind"]
 
@@ -141,6 +141,12 @@ def failure_kind(reason: str) -> str:
     return f"{source}: {rest.split(': ')[0]}"
 
 
+def grounding_from_config(config: LLMConfig, catalog: ItemCatalog) -> Grounding:
+    """The :class:`Grounding` an ``LLMConfig`` asks for (the neighbour table retrieved once, then cached)."""
+    neighbours = text_neighbours(catalog) if "neighbours" in config.grounding else None
+    return Grounding(tuple(config.grounding), config.ground_candidates, config.grounding_tokens, neighbours)
+
+
 def _softmax(x: np.ndarray) -> np.ndarray:
     z = np.exp(x - x.max())
     return z / z.sum()
@@ -160,12 +166,13 @@ class PreferenceExtractor:
         stop: Choice mode: where an answer ends (default: its first newline, as the templates expect).
         max_failure_share: Share of failed queries beyond which :meth:`prefer` raises (default: the backend
             config's ``max_failure_share``).
+        grounding: Facts rendered beside each item (default: the backend config's ``grounding*`` fields).
     """
 
     def __init__(self, backend: LLMBackend, catalog: ItemCatalog, mode: Mode = "choice", *,
                  max_tokens: int | None = None, scoring: Scoring | None = None, permutations: int | None = None,
                  template_version: int | None = None, stop: Sequence[str] | None = ("\n",),
-                 max_failure_share: float | None = None) -> None:
+                 max_failure_share: float | None = None, grounding: Grounding | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.backend, self.catalog, self.mode = backend, catalog, mode
@@ -191,23 +198,24 @@ class PreferenceExtractor:
         if not 0.0 <= share <= 1.0:
             raise ValueError(f"max_failure_share must be in [0, 1], got {share}")
         self.max_failure_share = share
+        self.grounding = grounding or grounding_from_config(backend.config, catalog)
 
     # ----------------------------------------------------------------------------------- prompts
     def choice_prompt(self, query: PreferenceQuery) -> str:
         """The choice-mode prompt of a query."""
-        return render_query(self.choice_template, query, self.catalog)
+        return render_query(self.choice_template, query, self.catalog, self.grounding)
 
     def retry_prompt(self, query: PreferenceQuery, previous: str) -> str:
         """The stricter follow-up sent once after an unreadable answer."""
         shown = " ".join(previous.split())[:60] or "(empty)"
-        return render_query(self.retry_template, query, self.catalog, previous=repr(shown))
+        return render_query(self.retry_template, query, self.catalog, self.grounding, previous=repr(shown))
 
     def score_prompt(self, query: PreferenceQuery) -> str:
-        """The score-mode prompt of a query (its continuations are ``" " + title``)."""
-        return self.score_template.render(history=render_history(query, self.catalog))
+        """The score-mode prompt of a query (its continuations: :meth:`Grounding.continuation`)."""
+        return self.score_template.render(history=render_history(query, self.catalog, self.grounding))
 
     def _continuation(self, item: int) -> str:
-        return " " + self.catalog.titles[item]
+        return self.grounding.continuation(self.catalog, item)
 
     # ----------------------------------------------------------------------------------- answers
     def prefer(self, queries: Sequence[PreferenceQuery]) -> list[Preference]:

