@@ -167,10 +167,13 @@ class PretrainConfig:
         leave_rules: Extra leave rules of the offline simulator only (e.g. ``[{rule: tag, window: 5, threshold: 2}]``).
             A model fitted on logs has no boredom, so a policy pretrained on it learns to repeat its favourite
             item; an exit rule that ends sessions on repetitive content (DORL's remedy) teaches variety offline.
+        learning_rate: Pretraining's learning rate (default ``agent.learning_rate``). ``ft`` keeps training the
+            pretrained model as it is, this rate included; ``ap``'s learner and the scratch learners use the agent's.
     """
 
     total_timesteps: PositiveInt = 30_000
     leave_rules: list[dict[str, Any]] = field(default_factory=list)
+    learning_rate: PositiveFloat | None = None
 
     @field_validator("leave_rules")
     @classmethod

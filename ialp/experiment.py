@@ -266,7 +266,9 @@ class Pipeline:
             self.skipped.append(f"pretrain:{variant}:{setting}:{seed}")
             return path
         reward = self.reward(variant)
-        pretrain(self.world, reward, self.cfg.agent, self.cfg.pretrain.total_timesteps, seed, path,
+        lr = self.cfg.pretrain.learning_rate
+        agent = self.cfg.agent if lr is None else dataclasses.replace(self.cfg.agent, learning_rate=lr)
+        pretrain(self.world, reward, agent, self.cfg.pretrain.total_timesteps, seed, path,
                  str(self.out / "tb"), f"pretrain-{variant}_{setting}_s{seed}", setting=setting)
         mark_current(path, key)
         self.done.append(f"pretrain:{variant}:{setting}:{seed}")

@@ -83,6 +83,12 @@ def test_resume_skips_finished_stages(run_dir: Path) -> None:
                                                                 "methods=[random, ialp]"]), run_dir, progress=False)
     more_seeds.run()  # a cell's result depends on its own seed only: seed 0 is reused (scripts/run_parallel.py)
     assert more_seeds.done == ["run:random:free:1", "pretrain:llm:free:1", "run:ialp:free:1"]
+    own_rate = Pipeline(load_config(run_dir / "config.yaml", ["online.total_timesteps=128", "settings=[free]",
+                                                              "pretrain.learning_rate=0.004", "eval.seeds=[0]",
+                                                              "methods=[random, ialp]"]), run_dir, progress=False)
+    own_rate.run()  # pretraining's own rate is part of its key; the checkpoint (which ft keeps training) carries it
+    assert own_rate.done == ["pretrain:llm:free:0", "run:ialp:free:0"]
+    assert own_rate.pretrained("llm", 0, "free").learning_rate == 0.004
 
 
 def test_offline_rl_baselines_run_through_the_registry(tmp_path: Path) -> None:
