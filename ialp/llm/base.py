@@ -26,8 +26,9 @@ APIS: tuple[str, ...] = get_args(Api)
 #: Values of ``LLMConfig.scoring``: how score mode reads a candidate's score from its title's token log-probabilities:
 #: ``sum`` (raw log-likelihood), ``mean`` (per token) or ``pmi`` (sum minus the title's sum under an empty history).
 Scoring = Literal["pmi", "sum", "mean"]
-GroundingFact = Literal["genres", "description", "neighbours"]
 SCORINGS: tuple[str, ...] = get_args(Scoring)
+#: Values of ``LLMConfig.grounding``: facts a prompt shows beside each item (:class:`ialp.llm.prompts.Grounding`).
+GroundingFact = Literal["genres", "description", "neighbours"]
 
 #: backend name -> (module, class), built by :func:`ialp.llm.make_backend`. ``oracle`` answers from the simulator's
 #: ground truth (an upper bound, no LLM).

@@ -19,11 +19,12 @@ import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 import numpy as np
 
 from ialp.data import InteractionLog, ItemCatalog
+from ialp.llm.base import GroundingFact
 
 __all__ = [
     "FACTS",
@@ -163,8 +164,7 @@ def format_feedback(value: float, feedback_range: tuple[float, float]) -> str:
     return f"engagement {value:.2f} ({lo:g} = none, {hi:g} = full)"
 
 
-Fact = Literal["genres", "description", "neighbours"]
-FACTS: tuple[str, ...] = get_args(Fact)
+FACTS: tuple[str, ...] = get_args(GroundingFact)
 """What a rendered item may carry besides its title: ``genres`` (its first three categorical tags, as
 ``title [a, b, c]``), ``description`` (the catalogue's text: for MovieLens the title, all genres and the users'
 most frequent tags) and ``neighbours`` (the titles of its nearest catalogue items by a frozen text encoder)."""
