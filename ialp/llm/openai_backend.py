@@ -183,6 +183,10 @@ class OpenAIBackend(CachedBackend):
             if not pair[1]:
                 return Outcome(ScoreResult(0.0, 0), None, 0, 0.0)
             out = call_with_retries(lambda: self._request_score(*pair), self.policy, classify_openai_error)
+            if out.error is not None and out.error.startswith("timeout"):
+                out = Outcome(None, f"{out.error}; scoring echoes the whole prompt ({len(pair[0])} characters) with "
+                              f"its log-probs, whose cost grows with its length: raise llm.timeout_s "
+                              f"({self.config.timeout_s:g} s) or shorten the prompt", out.retries, out.latency_s)
             n_in = out.value.prompt_tokens if out.value is not None else 0
             self._record(latency_s=out.latency_s, retries=out.retries, prompt_tokens=n_in)
             return out

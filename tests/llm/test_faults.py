@@ -174,6 +174,10 @@ def test_score_faults(scripted_url: str, tmp_path: Any) -> None:
     assert backend.stats.failures == 2 and backend.stats.retries >= 2
     detailed = backend.score_detailed([("400|the cat", " sat")])
     assert detailed[0].logprob is None and detailed[0].error is not None and "http 400" in detailed[0].error
+    # A scoring request that keeps timing out says why echo scoring can be slow and what to change.
+    [slow] = backend_for(scripted_url, tmp_path, max_retries=1).score_detailed([("sleep,sleep,ok|the cat", " sat")])
+    assert slow.logprob is None and slow.error is not None
+    assert slow.error.startswith("timeout") and "after 1 retry" in slow.error and "llm.timeout_s (0.4 s)" in slow.error
 
 
 def test_unreachable_server_fails_every_request_without_raising(tmp_path: Any) -> None:
