@@ -84,7 +84,8 @@ def _cmd_llm_eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"--modes: got {args.modes!r}; allowed: a comma-separated subset of {MODES}")
     result = evaluate_preferences(args.data_dir, _llm_config(args), k=args.k, n_users=args.users, seed=args.seed,
                                   modes=modes, negatives=args.negatives, validation_users=args.validation_users,
-                                  window=args.window, progress=not args.no_progress)
+                                  window=args.window, distill_queries=args.distill_queries,
+                                  progress=not args.no_progress)
     print(json.dumps(result) if args.json else format_report(result))
     return 0
 
@@ -190,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--validation-users", type=int, default=None,
                     help="users (not the evaluated ones) the hybrid's weights are fitted on (default: --users)")
     ev.add_argument("--window", type=int, default=10, help="recent items shown per user")
+    ev.add_argument("--distill-queries", type=int, default=0,
+                    help="score mode: distil the LLM's PMI choices on this many training-part queries of other users "
+                         "into the iALP reward model and report its hit rate (<backend>:reward-pmi)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     ev.set_defaults(func=_cmd_llm_eval)
     srv = llm_sub.add_parser("serve", help="start an OpenAI-compatible model server and print its base URL")

@@ -36,7 +36,7 @@ import dataclasses
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -219,6 +219,45 @@ def sample_cases(log: InteractionLog, train: InteractionLog, k: int, n_users: in
     return cases
 
 
+def sample_training_cases(log: InteractionLog, train: InteractionLog, k: int, n: int, rng: np.random.Generator,
+                          positive_threshold: float, negatives: Negatives = "uniform", exclude: Sequence[int] = ()
+                          ) -> list[Case]:
+    """Distillation queries inside the TRAINING part of users not in ``exclude``: at ``n`` random positions whose
+    item is rated at least ``positive_threshold`` (the positive; the history stops before it), negatives drawn
+    from items the user never rated by the sampler, as :func:`sample_cases` draws them."""
+    starts = np.searchsorted(log.users, np.arange(log.n_users + 1))
+    train_counts = np.bincount(train.users, minlength=log.n_users)
+    skip = set(exclude)
+    spots = [(u, int(p)) for u in range(log.n_users) if u not in skip
+             for p in np.flatnonzero(log.feedback[starts[u] + 1:starts[u] + train_counts[u]] >= positive_threshold) + 1]
+    if not spots:
+        raise ValueError(f"no training position rated >= {positive_threshold} outside the {len(skip)} excluded users")
+    sampler = _Negatives(negatives, np.bincount(train.items, minlength=log.n_items), k, rng)
+    cases = []
+    for j in rng.choice(len(spots), size=min(n, len(spots)), replace=False):
+        u, at = spots[int(j)]
+        positive = int(log.items[starts[u] + at])
+        drawn = sampler.draw(positive, set(log.items[starts[u]:starts[u + 1]].tolist()))
+        slot = int(rng.integers(0, len(drawn) + 1))
+        cases.append(Case(u, at, (*drawn[:slot], positive, *drawn[slot:]), slot))
+    return cases
+
+
+def _reward_states(queries: Sequence[PreferenceQuery], item_embeddings: np.ndarray, window: int,
+                   feedback_range: tuple[float, float]) -> np.ndarray:
+    """The reward model's state features of what each query shows: its history window (no user features)."""
+    from ialp.rewards.model import state_features
+
+    b, d = len(queries), item_embeddings.shape[1]
+    hist, mask, fb = np.zeros((b, window, d), np.float32), np.zeros((b, window), np.float32), np.zeros((b, window))
+    for j, q in enumerate(queries):
+        n = len(q.history_items)
+        if n:
+            hist[j, -n:], mask[j, -n:], fb[j, -n:] = item_embeddings[list(q.history_items)], 1.0, q.history_feedback
+    return state_features({"history": hist, "mask": mask, "feedback": fb, "user": np.zeros((b, 0), np.float32)},
+                          feedback_range)
+
+
 def _positive_rank(scores: np.ndarray, positive: int, rng: np.random.Generator) -> int:
     """0-based rank of ``scores[positive]`` (best first), ties broken at random."""
     ahead = int(np.sum(scores > scores[positive]))
@@ -271,7 +310,8 @@ def evaluate_preferences(data_dir: str | os.PathLike[str], backend_config: LLMCo
                          n_users: int = 100, seed: int = 0, modes: Sequence[str] = ("choice", "score"), *,
                          negatives: Negatives = "uniform", validation_users: int | None = None, window: int = 10,
                          holdout_fraction: float = 0.2, positive_threshold: float = 4.0, batch_size: int = 16,
-                         cache_dir: str | os.PathLike[str] | None = None, progress: bool = True) -> dict[str, Any]:
+                         distill_queries: int = 0, cache_dir: str | os.PathLike[str] | None = None,
+                         progress: bool = True) -> dict[str, Any]:
     """Hit rates of the baselines and of an LLM backend's variants on held-out positives.
 
     Args:
@@ -289,6 +329,12 @@ def evaluate_preferences(data_dir: str | os.PathLike[str], backend_config: LLMCo
         holdout_fraction: Fraction of each user's interactions held out (in time order).
         positive_threshold: Minimum held-out feedback of a positive.
         batch_size: Queries per backend call batch.
+        distill_queries: Score mode: also distil the LLM's PMI choices on this many queries inside the training part
+            of other users (:func:`sample_training_cases`, same sampler) into the iALP reward model (the pipeline's
+            ``RewardConfig`` defaults, on the fitted user model's item embeddings and the query's history window)
+            and report its hit rate on the evaluation cases as ``<backend>:reward-pmi`` (``oracle:reward`` from the
+            oracle's answers), with ``agreement`` (its choices against the LLM's on a held-out fifth of those
+            queries) and ``source_hit_rate`` (the LLM's own hit rate on the distillation queries). Not for ``pool``.
         cache_dir: Where fitted models are cached (default ``$IALP_CACHE_DIR`` or ``~/.cache/ialp``).
         progress: Show a progress bar on stderr.
 
@@ -345,6 +391,14 @@ def evaluate_preferences(data_dir: str | os.PathLike[str], backend_config: LLMCo
         return {"negatives": negatives, "methods": methods, "llm": llm}
     backend = build_backend(backend_config, truth if backend_config.backend == "oracle" else None)
     run = _LLMRun(backend, data.catalog, train, window, batch_size, progress)
+
+    def distilled(answer: Callable[[Sequence[Case]], list[np.ndarray | None]],
+                  case_answers: Sequence[np.ndarray | None], taken: Sequence[Case]) -> dict[str, Any]:
+        found = sample_training_cases(log, train, k, distill_queries, rng, positive_threshold, negatives,
+                                      exclude=[c.user for c in taken])
+        return _distilled_reward(run, cases, found, answer, case_answers, fitted.item_embeddings,
+                                 log.feedback_range, seed)
+
     failures = 0
     try:
         for mode in modes:
@@ -354,6 +408,9 @@ def evaluate_preferences(data_dir: str | os.PathLike[str], backend_config: LLMCo
             if run.is_oracle:
                 choices, extractor = run.prefer(cases, mode)
                 report(f"{backend.name}:{mode}", choices)
+                if distill_queries and mode == "score" and not pool:
+                    report(f"{backend.name}:reward", **distilled(lambda cs: run.prefer(cs, "score")[0], choices,
+                                                                 cases))
             elif mode == "choice":
                 if pool:
                     print(f"[ialp] {backend.name}: choice mode cannot show {POOL} candidates; skipping it",
@@ -387,6 +444,16 @@ def evaluate_preferences(data_dir: str | os.PathLike[str], backend_config: LLMCo
                                                   for x in features(cases, titles)],
                        weights=dict(zip(HYBRID_FEATURES, (round(float(v), 4) for v in w), strict=True)),
                        validation_n=len(keep))
+                if distill_queries and pool:
+                    print(f"[ialp] the distilled reward is measured on the uniform and popularity samplers only "
+                          f"({POOL} candidates a distillation query would cost {POOL // k}x as many titles)",
+                          file=sys.stderr)
+                elif distill_queries:
+                    def pmi(cs: Sequence[Case]) -> list[np.ndarray | None]:
+                        return [None if t.error else t.value("pmi") for t in run.title_scores(cs)[0]]
+
+                    report(f"{backend.name}:reward-pmi", **distilled(
+                        pmi, [None if t.error else t.value("pmi") for t in titles], [*cases, *val]))
             failures += extractor.parse_failures
         s = backend.stats
         llm = {"calls": s.calls, "cache_hits": s.cache_hits, "failures": s.failures + failures,
@@ -394,6 +461,37 @@ def evaluate_preferences(data_dir: str | os.PathLike[str], backend_config: LLMCo
     finally:
         backend.close()
     return {"negatives": negatives, "methods": methods, "llm": llm}
+
+
+def _distilled_reward(run: _LLMRun, cases: Sequence[Case], distill: Sequence[Case],
+                      answer: Callable[[Sequence[Case]], list[np.ndarray | None]],
+                      case_answers: Sequence[np.ndarray | None], item_embeddings: np.ndarray,
+                      feedback_range: tuple[float, float], seed: int) -> dict[str, Any]:
+    """Fit the iALP reward model on the choices ``answer`` gives over ``distill`` (four fifths; the rest held out)
+    and score ``cases``: :func:`_summary`'s ``scores`` plus the evidence of what the distillation kept, among it
+    how often it picks what the source picked on ``cases`` (``case_answers``: unseen users)."""
+    from ialp.config import RewardConfig
+    from ialp.rewards.model import PreferenceSet, RewardModel
+
+    answers = answer(distill)
+    ok = [j for j, a in enumerate(answers) if a is not None]
+    if len(ok) < 10:
+        raise ValueError(f"distilled reward: only {len(ok)} of {len(distill)} distillation queries were answered")
+    states = _reward_states(run.queries([distill[j] for j in ok]), item_embeddings, run.window, feedback_range)
+    data = PreferenceSet(states, np.array([distill[j].candidates for j in ok]),
+                         np.array([int(np.argmax(answers[j])) for j in ok]))  # type: ignore[arg-type]
+    order = np.random.default_rng([seed, 11]).permutation(len(data))
+    n_held = max(2, len(data) // 5)
+    rc = RewardConfig(seed=seed)
+    model = RewardModel(item_embeddings, feedback_range, (0.0, 1.0), states.shape[1], rc.hidden, rc.seed)
+    model.fit(data.subset(order[n_held:]), rc.loss, rc.epochs, rc.learning_rate, rc.weight_decay,
+              patience=rc.patience, validation=rc.validation)
+    eval_states = _reward_states(run.queries(cases), item_embeddings, run.window, feedback_range)
+    scores = model.score(eval_states, np.array([c.candidates for c in cases]))
+    same = [int(np.argmax(row) == np.argmax(a)) for row, a in zip(scores, case_answers, strict=True) if a is not None]
+    return {"scores": list(scores), "agreement": round(model.accuracy(data.subset(order[:n_held])), 4),
+            "eval_agreement": round(float(np.mean(same)), 4) if same else None, "heldout_n": n_held,
+            "distill_n": len(ok), "source_hit_rate": _summary(answers, distill, False, seed)["hit_rate"]}
 
 
 class _LLMRun:
@@ -405,8 +503,10 @@ class _LLMRun:
         self.window, self.batch_size, self.progress = window, batch_size, progress
         self.is_oracle = callable(getattr(backend, "answer_query", None))
 
-    def _queries(self, cases: Sequence[Case]) -> list[PreferenceQuery]:
-        return [query_from_log(self.train, c.user, c.candidates, window=self.window) for c in cases]
+    def queries(self, cases: Sequence[Case]) -> list[PreferenceQuery]:
+        """The prompts' queries: each case's history window, up to where its history stops."""
+        return [query_from_log(self.train, c.user, c.candidates, before=c.history_end, window=self.window)
+                for c in cases]
 
     def _batches(self, queries: list[PreferenceQuery], desc: str) -> Any:
         from tqdm import tqdm
@@ -422,7 +522,7 @@ class _LLMRun:
         """Each case's answer as scores over its candidates (one-hot, vote shares or the oracle's), None on failure."""
         extractor = PreferenceExtractor(self.backend, self.catalog, mode, permutations=permutations)  # type: ignore[arg-type]
         out: list[np.ndarray | None] = []
-        for batch in self._batches(self._queries(cases), f"{self.backend.name}:{mode}/{permutations}"):
+        for batch in self._batches(self.queries(cases), f"{self.backend.name}:{mode}/{permutations}"):
             for p in extractor.prefer(batch):
                 if p.choice is None:
                     out.append(None)
@@ -434,7 +534,7 @@ class _LLMRun:
         """Every case's title scores (with priors) from one scoring pass, failures tallied."""
         extractor = PreferenceExtractor(self.backend, self.catalog, "score")
         out: list[TitleScores] = []
-        for batch in self._batches(self._queries(cases), f"{self.backend.name}:score"):
+        for batch in self._batches(self.queries(cases), f"{self.backend.name}:score"):
             got = extractor.title_scores(batch, prior=True)
             extractor.tally([t.reason for t in got])
             out += got
@@ -454,6 +554,12 @@ def format_report(result: dict[str, Any]) -> str:
         if pool:
             line += " " + ("-" if m.get(ndcg) is None else f"{m[ndcg]:.3f}").rjust(8)
         lines.append(line)
+    for name, m in result["methods"].items():
+        if "agreement" in m:
+            lines.append(f"{name}: the reward model fitted on {m['distill_n'] - m['heldout_n']} answers agrees with "
+                         f"{m['agreement']:.3f} of {m['heldout_n']} held-out ones and picks the source's choice for "
+                         f"{m['eval_agreement']:.3f} of the evaluation queries; the source's hit rate on the "
+                         f"distillation queries: {m['source_hit_rate']:.3f}")
     s = result["llm"]
     lines.append(f"llm: {s['calls']} calls, {s['cache_hits']} cache hits, {s['failures']} failures, "
                  f"{s['prompt_tokens']} prompt + {s['completion_tokens']} completion tokens")

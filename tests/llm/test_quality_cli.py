@@ -10,7 +10,14 @@ import pytest
 
 from ialp.cli import main
 from ialp.data import load_dataset
-from ialp.llm.quality import POOL, evaluate_preferences, load_llm_config, sample_cases, wilson_interval
+from ialp.llm.quality import (
+    POOL,
+    evaluate_preferences,
+    load_llm_config,
+    sample_cases,
+    sample_training_cases,
+    wilson_interval,
+)
 
 MOVIELENS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "movielens"
 SMALL = MOVIELENS / "ml-latest-small"
@@ -54,10 +61,11 @@ def test_eval_embedded_model_second_run_is_served_from_cache(capsys: pytest.Capt
                                                              tmp_path: Path) -> None:
     assert SMALL.is_dir(), f"MovieLens data missing at {SMALL}"
     args = ("--backend", "llamacpp", "--k", "3", "--users", "3", "--validation-users", "4", "--seed", "0", "--set",
-            f"llm.cache_dir={tmp_path}", "--set", "llm.max_tokens=4")
+            f"llm.cache_dir={tmp_path}", "--set", "llm.max_tokens=4", "--distill-queries", "12")
     first = _eval(capsys, *args)
     methods = {"random", "popularity", "user_model", "oracle", "llamacpp:choice", "llamacpp:choice-perm3",
-               "llamacpp:score-sum", "llamacpp:score-mean", "llamacpp:score-pmi", "llamacpp:hybrid"}
+               "llamacpp:score-sum", "llamacpp:score-mean", "llamacpp:score-pmi", "llamacpp:hybrid",
+               "llamacpp:reward-pmi"}
     _check_contract(first, methods, 3)
     assert first["llm"]["calls"] > 0 and first["llm"]["prompt_tokens"] > 0
     second = _eval(capsys, *args)
@@ -67,6 +75,8 @@ def test_eval_embedded_model_second_run_is_served_from_cache(capsys: pytest.Capt
     assert first["methods"]["llamacpp:hybrid"]["validation_n"] == 4
     assert set(first["methods"]["llamacpp:hybrid"]["weights"]) == {"score-pmi", "score-sum", "log-popularity",
                                                                    "user_model"}
+    reward = first["methods"]["llamacpp:reward-pmi"]  # distilled from the model's answers on 12 other users' queries
+    assert (reward["distill_n"], reward["heldout_n"]) == (12, 2) and 0.0 <= reward["source_hit_rate"] <= 1.0
 
 
 def test_samplers_draw_unrated_distinct_negatives_of_the_promised_popularity() -> None:
@@ -89,6 +99,36 @@ def test_samplers_draw_unrated_distinct_negatives_of_the_promised_popularity() -
     assert gaps["popularity"] < 0.3 < 1.0 < gaps["uniform"], gaps  # same stratum vs mostly obscure items
     other = sample_cases(log, train, 5, 50, np.random.default_rng(3), 4.0, exclude=[c.user for c in cases])
     assert not {c.user for c in other} & {c.user for c in cases}
+
+
+def test_training_cases_stay_inside_the_training_part_of_other_users() -> None:
+    log = load_dataset(SMALL).log
+    train, _ = log.split_by_time(0.2)
+    starts = np.searchsorted(log.users, np.arange(log.n_users + 1))
+    train_counts = np.bincount(train.users, minlength=log.n_users)
+    held_out = sample_cases(log, train, 5, 100, np.random.default_rng(0), 4.0)
+    cases = sample_training_cases(log, train, 5, 400, np.random.default_rng(1), 4.0, "popularity",
+                                  exclude=[c.user for c in held_out])
+    assert len(cases) == 400 and not {c.user for c in cases} & {c.user for c in held_out}
+    for c in cases:
+        assert 1 <= c.history_end < train_counts[c.user]  # a training item, with history before it
+        at = starts[c.user] + c.history_end
+        assert log.items[at] == c.candidates[c.positive] and log.feedback[at] >= 4.0
+        rated = set(log.items[starts[c.user]:starts[c.user + 1]].tolist())
+        assert len(set(c.candidates)) == 5 and not rated & (set(c.candidates) - {c.candidates[c.positive]})
+
+
+def test_distilled_reward_from_oracle_answers_is_measured_on_unseen_users() -> None:
+    methods = {n: evaluate_preferences(SMALL, load_llm_config(None, [], "oracle"), k=5, n_users=150, seed=0,
+                                       modes=("score",), negatives=n, distill_queries=1000,  # type: ignore[arg-type]
+                                       progress=False)["methods"] for n in ("uniform", "popularity")}
+    for m in methods.values():
+        reward = m["oracle:reward"]
+        assert (reward["distill_n"], reward["heldout_n"], reward["n"]) == (1000, 200, 150)
+        assert reward["source_hit_rate"] > 0.35  # the oracle's answers find the positives...
+        assert reward["agreement"] > 0.4 and reward["eval_agreement"] > 0.35  # ...the reward copies them (chance 0.2)
+    # What the distillation keeps: on uniform negatives the reward beats chance on the unseen users' positives
+    assert methods["uniform"]["oracle:reward"]["ci_low"] > 0.2
 
 
 def test_popularity_alone_is_near_chance_only_on_matched_negatives() -> None:
