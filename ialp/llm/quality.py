@@ -334,7 +334,8 @@ def evaluate_preferences(data_dir: str | os.PathLike[str], backend_config: LLMCo
             ``RewardConfig`` defaults, on the fitted user model's item embeddings and the query's history window)
             and report its hit rate on the evaluation cases as ``<backend>:reward-pmi`` (``oracle:reward`` from the
             oracle's answers), with ``agreement`` (its choices against the LLM's on a held-out fifth of those
-            queries) and ``source_hit_rate`` (the LLM's own hit rate on the distillation queries). Not for ``pool``.
+            queries), ``eval_agreement`` (the same on the evaluation cases) and ``source_hit_rate`` (the LLM's own
+            hit rate on the distillation queries). Not for ``pool``.
         cache_dir: Where fitted models are cached (default ``$IALP_CACHE_DIR`` or ``~/.cache/ialp``).
         progress: Show a progress bar on stderr.
 
@@ -392,12 +393,12 @@ def evaluate_preferences(data_dir: str | os.PathLike[str], backend_config: LLMCo
     backend = build_backend(backend_config, truth if backend_config.backend == "oracle" else None)
     run = _LLMRun(backend, data.catalog, train, window, batch_size, progress)
 
-    def distilled(answer: Callable[[Sequence[Case]], list[np.ndarray | None]],
-                  case_answers: Sequence[np.ndarray | None], taken: Sequence[Case]) -> dict[str, Any]:
+    def distilled(name: str, answer: Callable[[Sequence[Case]], list[np.ndarray | None]],
+                  case_answers: Sequence[np.ndarray | None], taken: Sequence[Case]) -> None:
         found = sample_training_cases(log, train, k, distill_queries, rng, positive_threshold, negatives,
                                       exclude=[c.user for c in taken])
-        return _distilled_reward(run, cases, found, answer, case_answers, fitted.item_embeddings,
-                                 log.feedback_range, seed)
+        report(name, **_distilled_reward(run, cases, found, answer, case_answers, fitted.item_embeddings,
+                                         log.feedback_range, seed))
 
     failures = 0
     try:
@@ -409,8 +410,7 @@ def evaluate_preferences(data_dir: str | os.PathLike[str], backend_config: LLMCo
                 choices, extractor = run.prefer(cases, mode)
                 report(f"{backend.name}:{mode}", choices)
                 if distill_queries and mode == "score" and not pool:
-                    report(f"{backend.name}:reward", **distilled(lambda cs: run.prefer(cs, "score")[0], choices,
-                                                                 cases))
+                    distilled(f"{backend.name}:reward", lambda cs: run.prefer(cs, "score")[0], choices, cases)
             elif mode == "choice":
                 if pool:
                     print(f"[ialp] {backend.name}: choice mode cannot show {POOL} candidates; skipping it",
@@ -452,8 +452,8 @@ def evaluate_preferences(data_dir: str | os.PathLike[str], backend_config: LLMCo
                     def pmi(cs: Sequence[Case]) -> list[np.ndarray | None]:
                         return [None if t.error else t.value("pmi") for t in run.title_scores(cs)[0]]
 
-                    report(f"{backend.name}:reward-pmi", **distilled(
-                        pmi, [None if t.error else t.value("pmi") for t in titles], [*cases, *val]))
+                    distilled(f"{backend.name}:reward-pmi", pmi, [None if t.error else t.value("pmi") for t in titles],
+                              [*cases, *val])
             failures += extractor.parse_failures
         s = backend.stats
         llm = {"calls": s.calls, "cache_hits": s.cache_hits, "failures": s.failures + failures,
@@ -467,9 +467,10 @@ def _distilled_reward(run: _LLMRun, cases: Sequence[Case], distill: Sequence[Cas
                       answer: Callable[[Sequence[Case]], list[np.ndarray | None]],
                       case_answers: Sequence[np.ndarray | None], item_embeddings: np.ndarray,
                       feedback_range: tuple[float, float], seed: int) -> dict[str, Any]:
-    """Fit the iALP reward model on the choices ``answer`` gives over ``distill`` (four fifths; the rest held out)
-    and score ``cases``: :func:`_summary`'s ``scores`` plus the evidence of what the distillation kept, among it
-    how often it picks what the source picked on ``cases`` (``case_answers``: unseen users)."""
+    """Fit the iALP reward model (the pipeline's ``RewardConfig``) on the choices ``answer`` gives over ``distill``
+    (four fifths; the rest held out) and score ``cases``: :func:`_summary`'s ``scores`` plus the evidence of what the
+    distillation kept, among it how often it picks what the source picked on ``cases`` (``case_answers``: unseen
+    users)."""
     from ialp.config import RewardConfig
     from ialp.rewards.model import PreferenceSet, RewardModel
 
