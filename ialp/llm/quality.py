@@ -26,7 +26,9 @@ i.e. the ground truth a log-based simulator uses), and for an LLM backend:
 candidates, P = K), ``<backend>:score-sum``, ``:score-mean``, ``:score-pmi`` (the title scorings of
 :data:`~ialp.llm.base.Scoring`, all from one scoring pass) and ``<backend>:hybrid``: a conditional logit over
 (PMI score, raw score, log popularity, user model) whose weights are fitted on VALIDATION users (a sample
-disjoint from the evaluation users, same sampler), never on the users it is evaluated on.
+disjoint from the evaluation users, same sampler), never on the users it is evaluated on. With
+``distill_queries``, ``<backend>:reward-pmi`` is the iALP reward model distilled from the backend's PMI choices on
+other users' training-part queries: what of the source's signal a distilled reward keeps.
 With ``--backend oracle`` its ``oracle:choice``/``oracle:score`` answer structured queries as before.
 """
 
