@@ -53,9 +53,8 @@ class LLMConfig:
     shifts of the candidates choice mode shows per query (votes aggregated: 1 is a single answer, K cancels position
     bias). ``max_failure_share``: the share of preference queries that may fail (backend errors plus unreadable answers)
     before ``ialp llm eval`` and distillation stop with an error naming the backend and the failure kinds.
-    ``grounding`` (facts shown beside each item), ``ground_candidates``, ``grounding_tokens`` and ``years`` (titles
-    keep a trailing release year such as ``(1995)``): see :class:`ialp.llm.prompts.Grounding`; the defaults render
-    the prompts of templates version 1 unchanged.
+    ``grounding`` (facts shown beside each item), ``ground_candidates`` and ``grounding_tokens``: see
+    :class:`ialp.llm.prompts.Grounding`; the defaults render the prompts of templates version 1 unchanged.
     """
 
     backend: str = "llamacpp"
@@ -80,7 +79,6 @@ class LLMConfig:
     grounding: tuple[GroundingFact, ...] = ("genres",)
     ground_candidates: bool = False
     grounding_tokens: PositiveInt = 600
-    years: bool = True
 
     @field_validator("backend")
     @classmethod

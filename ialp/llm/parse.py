@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from ialp.llm.prompts import LABELS, strip_year
+from ialp.llm.prompts import LABELS
 
 __all__ = ["parse_choice", "parse_ranking"]
 
@@ -27,6 +27,7 @@ _STANDALONE = re.compile(r"(?<![A-Za-z0-9'’-])([A-Z])(?![A-Za-z0-9'’-])")
 # word reads as a statement about the label ("A is", "A because").
 _WORD_AFTER = re.compile(r"\s+([a-z]+)")
 _LABEL_VERBS = frozenset({"is", "was", "and", "or", "because", "seems", "would", "as", "since", "fits", "best"})
+_YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
 _JSON = re.compile(r"\{.*?\}", re.DOTALL)
 
 
@@ -53,7 +54,7 @@ def _title_matches(text: str, titles: Sequence[str]) -> set[int]:
     hay = f" {_norm(text)} "
     found: dict[int, str] = {}
     for pos, title in enumerate(titles):
-        for variant in (_norm(title), _norm(strip_year(title))):
+        for variant in (_norm(title), _norm(_YEAR.sub("", title))):
             if len(variant) >= 3 and f" {variant} " in hay:
                 found[pos] = variant
                 break
@@ -66,7 +67,7 @@ def _fuzzy_title(text: str, titles: Sequence[str]) -> int | None:
     answer = _norm(text)
     if not answer or len(answer) > 80:
         return None
-    names = [_norm(strip_year(t)) for t in titles]
+    names = [_norm(_YEAR.sub("", t)) for t in titles]
     close = difflib.get_close_matches(answer, names, n=2, cutoff=0.85)
     if len(close) == 1 and names.count(close[0]) == 1:
         return names.index(close[0])

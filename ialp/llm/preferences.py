@@ -144,8 +144,7 @@ def failure_kind(reason: str) -> str:
 def grounding_from_config(config: LLMConfig, catalog: ItemCatalog) -> Grounding:
     """The :class:`Grounding` an ``LLMConfig`` asks for (the neighbour table retrieved once, then cached)."""
     neighbours = text_neighbours(catalog) if "neighbours" in config.grounding else None
-    return Grounding(tuple(config.grounding), config.ground_candidates, config.grounding_tokens, neighbours,
-                     config.years)
+    return Grounding(tuple(config.grounding), config.ground_candidates, config.grounding_tokens, neighbours)
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

@@ -185,15 +185,12 @@ class Grounding:
         max_tokens: Budget for the history block.
         neighbours: ``(n_items, m)`` dense indices of each item's nearest items (see :func:`text_neighbours`);
             needed when ``facts`` holds ``neighbours``.
-        years: Titles keep a trailing release year (``Heat (1995)``). Without it a title costs gemma's tokenizer
-            about half as many tokens (it spells every digit), in the prompt and in every scored continuation.
     """
 
     facts: tuple[str, ...] = ("genres",)
     candidates: bool = False
     max_tokens: int = 600
     neighbours: np.ndarray | None = field(default=None, compare=False, repr=False)
-    years: bool = True
 
     def __post_init__(self) -> None:
         bad = [f for f in self.facts if f not in FACTS]
@@ -205,36 +202,24 @@ class Grounding:
     def describe(self, catalog: ItemCatalog, item: int, candidate: bool = False) -> str:
         """The item as rendered in prompts: its title plus this grounding's facts. A candidate's ``description``
         falls back to its genres: user tags mark the items people watched, the held-out ones included."""
-        text = self.title(catalog, item)
+        text = catalog.titles[item]
         if "description" in self.facts and not candidate:
             text = catalog.descriptions[item].rstrip(".")
         elif "genres" in self.facts or "description" in self.facts:
-            text = self._with_genres(catalog, item)
+            text = _with_genres(catalog, item)
         if "neighbours" in self.facts:
             assert self.neighbours is not None
-            text += f" (like {'; '.join(self.title(catalog, j) for j in self.neighbours[item])})"
+            text += f" (like {'; '.join(catalog.titles[j] for j in self.neighbours[item])})"
         return text
-
-    def title(self, catalog: ItemCatalog, item: int) -> str:
-        """The item's title, without its trailing release year unless ``years``."""
-        text = catalog.titles[item]
-        return text if self.years else strip_year(text)
 
     def continuation(self, catalog: ItemCatalog, item: int) -> str:
         """Score mode's continuation for a candidate: ``" title"`` or, grounded, ``" title [genres]"``."""
-        return " " + (self._with_genres(catalog, item) if self.candidates else self.title(catalog, item))
-
-    def _with_genres(self, catalog: ItemCatalog, item: int) -> str:
-        tags = catalog.tags[item][:_MAX_TAGS]
-        return f"{self.title(catalog, item)} [{', '.join(tags)}]" if tags else self.title(catalog, item)
+        return " " + (_with_genres(catalog, item) if self.candidates else catalog.titles[item])
 
 
-_YEAR = re.compile(r"\s*\(\d{4}(?:[-–]\d{0,4})?\)\s*$")
-
-
-def strip_year(title: str) -> str:
-    """``title`` without a trailing release year (``Heat (1995)`` -> ``Heat``); unchanged if nothing else is left."""
-    return _YEAR.sub("", title) or title
+def _with_genres(catalog: ItemCatalog, item: int) -> str:
+    tags = catalog.tags[item][:_MAX_TAGS]
+    return f"{catalog.titles[item]} [{', '.join(tags)}]" if tags else catalog.titles[item]
 
 
 def text_neighbours(catalog: ItemCatalog, m: int = 2, batch: int = 1024) -> np.ndarray:
@@ -277,7 +262,7 @@ def render_history(query: PreferenceQuery, catalog: ItemCatalog, grounding: Grou
     for j, (i, f) in enumerate(pairs):
         if sum(map(len, lines)) + len(lines) <= budget:
             break
-        lines[j] = f"- {grounding.title(catalog, i)}: {format_feedback(f, query.feedback_range)}"
+        lines[j] = f"- {catalog.titles[i]}: {format_feedback(f, query.feedback_range)}"
     return "\n".join(lines)
 
 

@@ -78,18 +78,3 @@ def test_text_neighbours_find_the_sequels_in_movielens(tmp_path: Path, monkeypat
     assert small.titles[table[first, 0]].startswith("Toy Story ")
     assert list(tmp_path.glob("neighbours/*.npy"))  # cached: the second call reads the file
     np.testing.assert_array_equal(text_neighbours(small, m=1), table)
-
-
-def test_titles_without_years_in_history_candidates_continuations_and_config() -> None:
-    assert parse(LLMConfig, {"years": False}, "llm").years is False
-    bare = Grounding(("genres", "neighbours"), candidates=True, years=False, neighbours=np.array([[1], [0], [3], [2],
-                                                                                                  [0]]))
-    assert render_history(QUERY, CATALOG, bare) == ("- Toy Story [Animation, Children, Comedy] (like Toy Story 2): "
-                                                    "rated 5/5\n- Alien [Horror, Sci-Fi] (like Aliens): rated 3/5")
-    assert bare.continuation(CATALOG, 4) == " Heat [Action, Crime, Thriller]"
-    assert Grounding(years=False).continuation(CATALOG, 1) == " Toy Story 2"
-    prompt = render_query(load_template("choice", 1), QUERY, CATALOG, Grounding(years=False))
-    assert "(19" not in prompt and "A. Toy Story 2 [Animation, Children, Comedy]" in prompt
-    # the budget's fallback (a bare title) also drops the year; a title that is only a year keeps it
-    assert render_history(QUERY, CATALOG, Grounding(years=False, max_tokens=1)).startswith("- Toy Story: rated 5/5")
-    assert Grounding(years=False).title(ItemCatalog(np.arange(1), ["(1995)"], ["x"], [()]), 0) == "(1995)"
