@@ -151,18 +151,22 @@ def test_a_killed_driver_resumes_without_redoing_finished_trials(tmp_path: Path)
     while True:  # until Tune has saved a finished trial
         assert time.monotonic() < deadline and driver.poll() is None, driver.communicate()[1][-3000:]
         if list(experiment.glob("experiment_state-*.json")):
+            # Tune rewrites the file in place, from the driver: freeze the driver so that what is read here is what
+            # the kill leaves behind (a read that catches a half-written file lets it go on and polls again).
+            os.kill(driver.pid, signal.SIGSTOP)
             try:
                 before = tune_trials(experiment)
-            except json.JSONDecodeError:  # Tune rewrites the file in place: caught mid-write, read it next poll
+            except json.JSONDecodeError:
                 before = {}
             if any(status == "TERMINATED" for status, _ in before.values()):
                 break
+            os.kill(driver.pid, signal.SIGCONT)
         time.sleep(0.2)
     for pid in [driver.pid, *descendants(driver.pid)]:  # the driver and the local Ray it started
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     driver.communicate()
-    before = tune_trials(experiment)
+    assert tune_trials(experiment) == before  # the kill landed on the state that was read
     finished = {label: stamp for label, (status, stamp) in before.items() if status == "TERMINATED"}
     assert 1 <= len(finished) < 4, before
     resumed = ialp_run(tmp_path, TINY, *FAULTY, "--out", str(out), "--ray", "local", "--resume")
