@@ -212,12 +212,7 @@ def sample_cases(log: InteractionLog, train: InteractionLog, k: int, n_users: in
     cases = []
     for p in picks:
         u, pos_at = eligible[int(p)]
-        rated = set(log.items[starts[u]:starts[u + 1]].tolist())
-        positive = int(log.items[starts[u] + pos_at])
-        drawn = sampler.draw(positive, rated)
-        slot = int(rng.integers(0, len(drawn) + 1))
-        cands = [*drawn[:slot], positive, *drawn[slot:]]
-        cases.append(Case(u, int(train_counts[u]), tuple(cands), slot))
+        cases.append(_case(log, starts, sampler, rng, u, pos_at, int(train_counts[u])))
     return cases
 
 
@@ -238,11 +233,18 @@ def sample_training_cases(log: InteractionLog, train: InteractionLog, k: int, n:
     cases = []
     for j in rng.choice(len(spots), size=min(n, len(spots)), replace=False):
         u, at = spots[int(j)]
-        positive = int(log.items[starts[u] + at])
-        drawn = sampler.draw(positive, set(log.items[starts[u]:starts[u + 1]].tolist()))
-        slot = int(rng.integers(0, len(drawn) + 1))
-        cases.append(Case(u, at, (*drawn[:slot], positive, *drawn[slot:]), slot))
+        cases.append(_case(log, starts, sampler, rng, u, at, at))
     return cases
+
+
+def _case(log: InteractionLog, starts: np.ndarray, sampler: _Negatives, rng: np.random.Generator, user: int,
+          positive_at: int, history_end: int) -> Case:
+    """The query whose positive is the user's item at ``positive_at`` (a position in their history), hidden at a
+    random slot among negatives the sampler draws from items they never rated."""
+    positive = int(log.items[starts[user] + positive_at])
+    drawn = sampler.draw(positive, set(log.items[starts[user]:starts[user + 1]].tolist()))
+    slot = int(rng.integers(0, len(drawn) + 1))
+    return Case(user, history_end, (*drawn[:slot], positive, *drawn[slot:]), slot)
 
 
 def _reward_states(queries: Sequence[PreferenceQuery], item_embeddings: np.ndarray, window: int,
@@ -451,10 +453,10 @@ def evaluate_preferences(data_dir: str | os.PathLike[str], backend_config: LLMCo
                           f"({POOL} candidates a distillation query would cost {POOL // k}x as many titles)",
                           file=sys.stderr)
                 elif distill_queries:
-                    def pmi(cs: Sequence[Case]) -> list[np.ndarray | None]:
-                        return [None if t.error else t.value("pmi") for t in run.title_scores(cs)[0]]
+                    def pmi(ts: Sequence[TitleScores]) -> list[np.ndarray | None]:
+                        return [None if t.error else t.value("pmi") for t in ts]
 
-                    distilled(f"{backend.name}:reward-pmi", pmi, [None if t.error else t.value("pmi") for t in titles],
+                    distilled(f"{backend.name}:reward-pmi", lambda cs: pmi(run.title_scores(cs)[0]), pmi(titles),
                               [*cases, *val])
             failures += extractor.parse_failures
         s = backend.stats
