@@ -167,8 +167,9 @@ class PretrainConfig:
         leave_rules: Extra leave rules of the offline simulator only (e.g. ``[{rule: tag, window: 5, threshold: 2}]``).
             A model fitted on logs has no boredom, so a policy pretrained on it learns to repeat its favourite
             item; an exit rule that ends sessions on repetitive content (DORL's remedy) teaches variety offline.
-        learning_rate: Pretraining's learning rate (default ``agent.learning_rate``). ``ft`` keeps training the
-            pretrained model as it is, this rate included; ``ap``'s learner and the scratch learners use the agent's.
+        learning_rate: Pretraining's learning rate (default ``agent.learning_rate``). Online, every learner trains
+            at the agent's: ``ft`` (measured on MovieLens: at the pretraining rate 0.002 it reached scratch's final
+            return after 40% of its steps, at the agent's 0.001 after 20%), ``ap``'s learner and the scratch ones.
     """
 
     total_timesteps: PositiveInt = 30_000

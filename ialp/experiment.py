@@ -479,7 +479,8 @@ def _finetune(variant: str) -> Callable[[Pipeline, int, str], Online]:
         name = "a-ialp-ft" + ("" if variant == "llm" else f"-{variant}")
         model, episodes = finetune(pipe.pretrained(variant, seed, setting), pipe.online_env(seed, setting),
                                    pipe.cfg.online.total_timesteps, tb_name=f"{name}_{setting}_s{seed}",
-                                   critic_warmup=round(pipe.cfg.online.critic_warmup * pipe.cfg.online.total_timesteps))
+                                   critic_warmup=round(pipe.cfg.online.critic_warmup * pipe.cfg.online.total_timesteps),
+                                   learning_rate=pipe.cfg.agent.learning_rate)
         return SB3Policy(model), episodes
 
     return run

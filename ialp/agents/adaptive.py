@@ -120,13 +120,18 @@ class CriticWarmup(BaseCallback):
 
 
 def finetune(model: OnPolicyAlgorithm, venv: BatchedRecEnv, total_timesteps: int, tb_name: str = "a-ialp-ft",
-             progress: bool = False, critic_warmup: int = 0) -> tuple[OnPolicyAlgorithm, EpisodeLog]:
+             progress: bool = False, critic_warmup: int = 0,
+             learning_rate: float | None = None) -> tuple[OnPolicyAlgorithm, EpisodeLog]:
     """``ft``: continue training ``model`` (an SB3 actor-critic) online in ``venv``; returns it and its episodes.
 
     ``critic_warmup``: environment steps during which only the critic trains (:class:`CriticWarmup`); they count
-    in ``total_timesteps`` and in the recorded episodes. Also runs the online phase of ``ap``: pass the model built
-    by :func:`adaptive_mixture`.
+    in ``total_timesteps`` and in the recorded episodes. ``learning_rate``: the online rate (default: the one
+    ``model`` was trained at). Also runs the online phase of ``ap``: pass the model built by
+    :func:`adaptive_mixture`.
     """
+    if learning_rate is not None:
+        model.learning_rate = learning_rate
+        model._setup_lr_schedule()  # SB3 sets the optimiser's rate from this schedule at every update
     model.set_env(VecMonitor(venv))
     recorder = RecorderCallback(venv)
     callbacks: list[BaseCallback] = [recorder, CriticWarmup(critic_warmup)] if critic_warmup > 0 else [recorder]

@@ -216,3 +216,17 @@ def test_critic_warmup_freezes_the_actor_then_releases_it() -> None:
         assert moved == (id(p) in critic_ids), name
     finetune(model, env, 2 * env.num_envs * HP["n_steps"], critic_warmup=0)
     assert not torch.equal(policy.query.weight, snapshot["query.weight"])  # afterwards the actor trains
+
+
+def test_finetune_trains_online_at_the_rate_it_is_given() -> None:
+    from ialp.agents.adaptive import finetune
+    from ialp.agents.policy import ItemScoringPolicy
+
+    env = make_env()
+    model = A2C(ItemScoringPolicy, env, seed=0, device="cpu", **{**HP, "learning_rate": 4e-3},
+                policy_kwargs={"net_arch": [16], "item_embeddings": env.item_embeddings})
+    steps = 2 * env.num_envs * HP["n_steps"]
+    finetune(model, env, steps)
+    assert model.policy.optimizer.param_groups[0]["lr"] == 4e-3  # default: the rate the model was trained at
+    finetune(model, env, steps, learning_rate=1e-3)
+    assert model.policy.optimizer.param_groups[0]["lr"] == 1e-3

@@ -86,7 +86,7 @@ def test_resume_skips_finished_stages(run_dir: Path) -> None:
     own_rate = Pipeline(load_config(run_dir / "config.yaml", ["online.total_timesteps=128", "settings=[free]",
                                                               "pretrain.learning_rate=0.004", "eval.seeds=[0]",
                                                               "methods=[random, ialp]"]), run_dir, progress=False)
-    own_rate.run()  # pretraining's own rate is part of its key; the checkpoint (which ft keeps training) carries it
+    own_rate.run()  # pretraining's own rate is part of its key and its checkpoint (ft trains on at the agent's rate)
     assert own_rate.done == ["pretrain:llm:free:0", "run:ialp:free:0"]
     assert own_rate.pretrained("llm", 0, "free").learning_rate == 0.004
 
