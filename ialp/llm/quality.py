@@ -29,6 +29,9 @@ candidates, P = K), ``<backend>:score-sum``, ``:score-mean``, ``:score-pmi`` (th
 disjoint from the evaluation users, same sampler), never on the users it is evaluated on. With
 ``distill_queries``, ``<backend>:reward-pmi`` is the iALP reward model distilled from the backend's PMI choices on
 other users' training-part queries: what of the source's signal a distilled reward keeps.
+Every backend method also carries ``vs``: its hit rate minus that of ``popularity`` and of ``user_model`` on the
+same queries, with a paired 95% interval (:func:`paired_difference`), since unpaired Wilson intervals overlap long
+after a paired difference is clear of zero.
 With ``--backend oracle`` its ``oracle:choice``/``oracle:score`` answer structured queries as before.
 """
 
@@ -53,7 +56,7 @@ from ialp.simulators.logged import LoggedUserModel, MatrixFactorization, MFConfi
 from ialp.storage import cache_root, stage_key
 
 __all__ = ["NEGATIVES", "Negatives", "build_backend", "evaluate_preferences", "format_report", "load_llm_config",
-           "popularity_strata", "sample_cases", "wilson_interval"]
+           "paired_difference", "popularity_strata", "sample_cases", "wilson_interval"]
 
 #: How negatives are drawn (see the module docstring).
 Negatives = Literal["uniform", "popularity", "pool"]
@@ -77,6 +80,24 @@ def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, z: float = 1.96) -> dict[str, Any]:
+    """Mean per-query difference ``a - b`` of two methods' hits (1/0, NaN where a method failed) over the queries
+    both answered, with a normal 95% interval from the differences' standard deviation (paired: both ranked the
+    same queries, so what they share cancels).
+
+    >>> d = paired_difference(np.array([1.0, 1, 0, 1, 0]), np.array([0.0, 1, 0, 0, np.nan]))
+    >>> d["diff"], d["n"], round(d["ci_low"], 3), round(d["ci_high"], 3)
+    (0.5, 4, -0.066, 1.066)
+    """
+    both = ~(np.isnan(a) | np.isnan(b))
+    d = a[both] - b[both]
+    n = len(d)
+    if n == 0:
+        return {"diff": None, "ci_low": None, "ci_high": None, "n": 0}
+    half = z * float(d.std(ddof=1)) / math.sqrt(n) if n > 1 else math.inf
+    return {"diff": float(d.mean()), "ci_low": float(d.mean()) - half, "ci_high": float(d.mean()) + half, "n": n}
 
 
 # ------------------------------------------------------------------------------------------- config
@@ -269,8 +290,10 @@ def _positive_rank(scores: np.ndarray, positive: int, rng: np.random.Generator) 
     return ahead + (int(rng.integers(0, tied + 1)) if tied else 0)
 
 
-def _summary(scores: Sequence[np.ndarray | None], cases: Sequence[Case], pool: bool, seed: int) -> dict[str, Any]:
-    """Hit rate (top 1, or top ``TOP`` for a pool) with its Wilson interval, plus NDCG@``TOP`` for a pool."""
+def _summary(scores: Sequence[np.ndarray | None], cases: Sequence[Case], pool: bool, seed: int
+             ) -> tuple[dict[str, Any], np.ndarray]:
+    """Hit rate (top 1, or top ``TOP`` for a pool) with its Wilson interval, plus NDCG@``TOP`` for a pool; and the
+    per-query hits (NaN where ``scores`` is None)."""
     rng = np.random.default_rng([seed, 7])
     ranks = [_positive_rank(np.asarray(s, dtype=np.float64), c.positive, rng)
              for s, c in zip(scores, cases, strict=True) if s is not None]
@@ -280,7 +303,9 @@ def _summary(scores: Sequence[np.ndarray | None], cases: Sequence[Case], pool: b
     out = {"hit_rate": hits / n if n else None, "ci_low": lo, "ci_high": hi, "n": n, "failures": len(cases) - n}
     if pool:
         out[f"ndcg@{TOP}"] = float(np.mean([1.0 / math.log2(r + 2) if r < TOP else 0.0 for r in ranks])) if n else None
-    return out
+    per_query = np.full(len(cases), np.nan)
+    per_query[[j for j, s in enumerate(scores) if s is not None]] = [float(r < cut) for r in ranks]
+    return out, per_query
 
 
 def _conditional_logit(features: Sequence[np.ndarray], positives: Sequence[int], l2: float = 1e-2
@@ -366,9 +391,11 @@ def evaluate_preferences(data_dir: str | os.PathLike[str], backend_config: LLMCo
     cases = sample_cases(log, train, k, n_users, rng, positive_threshold, negatives)
     pool = negatives == "pool"
     methods: dict[str, dict[str, Any]] = {}
+    per_query: dict[str, np.ndarray] = {}
 
     def report(name: str, scores: Sequence[np.ndarray | None], **extra: Any) -> None:
-        methods[name] = {**_summary(scores, cases, pool, seed), **extra}
+        methods[name], per_query[name] = _summary(scores, cases, pool, seed)
+        methods[name].update(extra)
 
     report("random", [rng.random(len(c.candidates)) for c in cases],
            expected=min(TOP if pool else 1, len(cases[0].candidates)) / len(cases[0].candidates))
@@ -464,6 +491,10 @@ def evaluate_preferences(data_dir: str | os.PathLike[str], backend_config: LLMCo
                "prompt_tokens": s.prompt_tokens, "completion_tokens": s.completion_tokens}
     finally:
         backend.close()
+    for name in methods:
+        if name.startswith(f"{backend.name}:"):
+            methods[name]["vs"] = {base: paired_difference(per_query[name], per_query[base])
+                                   for base in ("popularity", "user_model")}
     return {"negatives": negatives, "methods": methods, "llm": llm}
 
 
@@ -496,7 +527,7 @@ def _distilled_reward(run: _LLMRun, cases: Sequence[Case], distill: Sequence[Cas
     same = [int(np.argmax(row) == np.argmax(a)) for row, a in zip(scores, case_answers, strict=True) if a is not None]
     return {"scores": list(scores), "agreement": round(model.accuracy(data.subset(order[:n_held])), 4),
             "eval_agreement": round(float(np.mean(same)), 4) if same else None, "heldout_n": n_held,
-            "distill_n": len(ok), "source_hit_rate": _summary(answers, distill, False, seed)["hit_rate"]}
+            "distill_n": len(ok), "source_hit_rate": _summary(answers, distill, False, seed)[0]["hit_rate"]}
 
 
 class _LLMRun:
@@ -559,6 +590,11 @@ def format_report(result: dict[str, Any]) -> str:
         if pool:
             line += " " + ("-" if m.get(ndcg) is None else f"{m[ndcg]:.3f}").rjust(8)
         lines.append(line)
+    for name, m in result["methods"].items():
+        for base, d in m.get("vs", {}).items():
+            if d["n"]:
+                lines.append(f"{name} - {base}: {d['diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] "
+                             f"(paired, {d['n']} queries)")
     for name, m in result["methods"].items():
         if "agreement" in m:
             lines.append(f"{name}: the reward model fitted on {m['distill_n'] - m['heldout_n']} answers agrees with "

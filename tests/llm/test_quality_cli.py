@@ -14,6 +14,7 @@ from ialp.llm.quality import (
     POOL,
     evaluate_preferences,
     load_llm_config,
+    paired_difference,
     sample_cases,
     sample_training_cases,
     wilson_interval,
@@ -55,6 +56,13 @@ def test_eval_oracle_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
     assert result["llm"]["calls"] == 0 and result["llm"]["prompt_tokens"] == 0
     assert result["methods"]["random"]["expected"] == 0.25
     assert result["methods"]["oracle:choice"]["failures"] == 0
+    for name in ("oracle:choice", "oracle:score"):  # paired against the baselines on the same 20 queries
+        for base in ("popularity", "user_model"):
+            d, m = result["methods"][name]["vs"][base], result["methods"]
+            assert d["n"] == 20
+            assert d["diff"] == pytest.approx(m[name]["hit_rate"] - m[base]["hit_rate"])
+            assert d["ci_low"] <= d["diff"] <= d["ci_high"]
+    assert "vs" not in result["methods"]["popularity"]
 
 
 def test_eval_embedded_model_second_run_is_served_from_cache(capsys: pytest.CaptureFixture[str],
@@ -226,3 +234,11 @@ def test_bench_llm_reports_candidates_scored_per_second(capsys: pytest.CaptureFi
     assert rows["score"]["candidates"] == 10 and rows["score"]["calls"] == 20  # 10 titles and their 10 priors
     assert rows["score-cached"]["calls"] == 0 and rows["score-cached"]["cache_hits"] == 20
     assert rows["score"]["candidates_per_s"] > 0 and rows["score"]["failures"] == 0
+
+
+def test_paired_difference_of_hits() -> None:
+    d = paired_difference(np.array([1.0, 1, 0, 1, 0]), np.array([0.0, 1, 0, 0, np.nan]))
+    assert (d["diff"], d["n"]) == (0.5, 4)  # the query one method failed on is left out
+    assert d["ci_low"] == pytest.approx(0.5 - 1.96 * np.std([1, 0, 0, 1], ddof=1) / 2)
+    same = paired_difference(np.array([1.0, 0, 1]), np.array([1.0, 0, 1]))
+    assert (same["diff"], same["ci_low"], same["ci_high"]) == (0.0, 0.0, 0.0)
