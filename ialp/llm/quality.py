@@ -96,8 +96,9 @@ def paired_difference(a: np.ndarray, b: np.ndarray, z: float = 1.96) -> dict[str
     n = len(d)
     if n == 0:
         return {"diff": None, "ci_low": None, "ci_high": None, "n": 0}
+    mean = float(d.mean())
     half = z * float(d.std(ddof=1)) / math.sqrt(n) if n > 1 else math.inf
-    return {"diff": float(d.mean()), "ci_low": float(d.mean()) - half, "ci_high": float(d.mean()) + half, "n": n}
+    return {"diff": mean, "ci_low": mean - half, "ci_high": mean + half, "n": n}
 
 
 # ------------------------------------------------------------------------------------------- config
