@@ -63,7 +63,7 @@ import torch
 from gymnasium import spaces
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-from stable_baselines3.common.distributions import CategoricalDistribution, Distribution
+from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
@@ -271,7 +271,7 @@ class MixturePolicy(ActorCriticPolicy):
             log_pre = _log_probs(self.pretrained.get_distribution(obs))
         log_on = _log_probs(self.learner.get_distribution(obs))
         logits = mixture_log_probs(log_pre, log_on, *self.log_weights())
-        return CategoricalDistribution(int(self.action_space.n)).proba_distribution(logits)  # type: ignore[attr-defined]
+        return FastCategorical().proba_distribution(logits)
 
     def predict_values(self, obs: PyTorchObs) -> torch.Tensor:
         """The learner's value estimate."""
@@ -294,8 +294,7 @@ class MixturePolicy(ActorCriticPolicy):
             log_pre = _log_probs(self.pretrained.get_distribution(obs))
         log_on_all = _log_probs(self.learner.get_distribution(obs))
         log_w, log_1mw = self.log_weights()
-        mixed = CategoricalDistribution(int(self.action_space.n)).proba_distribution(  # type: ignore[attr-defined]
-            mixture_log_probs(log_pre, log_on_all, log_w, log_1mw))
+        mixed = FastCategorical().proba_distribution(mixture_log_probs(log_pre, log_on_all, log_w, log_1mw))
         flat = actions.long().reshape(-1, 1)
         log_on = log_on_all.gather(1, flat).squeeze(1)
         # The mixture's log-probability with the learner held fixed: the gate's gradient only.

@@ -16,6 +16,7 @@ from stable_baselines3.common.policies import MultiInputActorCriticPolicy
 from stable_baselines3.common.utils import set_random_seed
 
 from ialp.agents.adaptive import AdaptiveA2C, MixturePolicy, adaptive_mixture, load_adaptive
+from ialp.agents.policy import FastCategorical
 from ialp.envs import make_batched
 from ialp.envs.vector import BatchedRecEnv
 
@@ -47,6 +48,8 @@ def favouring(items: np.ndarray, seed: int = 1, logit: float = 8.0) -> OnPolicyA
 
 
 def probs(dist: Distribution) -> torch.Tensor:
+    if isinstance(dist, FastCategorical):  # the mixture's (and ItemScoringPolicy's) distribution
+        return dist.log_p.exp()
     return dist.distribution.probs  # type: ignore[union-attr]
 
 
