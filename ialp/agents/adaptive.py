@@ -29,7 +29,9 @@ learner, as an ordinary stable-baselines3 ``A2C``/``PPO`` whose policy is a :cla
   that produced the data).
 - **Stock SB3 machinery.** ``MixturePolicy`` implements ``forward``, ``evaluate_actions``, ``get_distribution``,
   ``predict_values`` and ``_predict``; :class:`AdaptiveA2C` / :class:`AdaptivePPO` only keep the gate's learning
-  rate (SB3 sets one rate on every parameter group) and log ``train/ap_weight`` (the pretrained policy's weight).
+  rate (SB3 sets one rate on every parameter group), log ``train/ap_weight`` (the pretrained policy's weight) and,
+  before each ``train()``, evaluate the frozen policy once over the rollout (:data:`PRETRAINED_LOG_P`) instead of
+  once per epoch and minibatch.
   Rollouts, GAE, ``train()``, callbacks, TensorBoard, ``learn``/``predict``/``save``/``load`` are SB3's; the frozen
   copy and the gate are saved inside the policy (:func:`load_adaptive` restores a checkpoint).
 
@@ -62,6 +64,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.buffers import DictRolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
@@ -174,6 +177,11 @@ def _log_probs(dist: Distribution) -> torch.Tensor:
     return inner.logits
 
 
+#: Observation key under which :class:`_Adaptive` stores the frozen policy's log-probabilities in the rollout buffer
+#: (the buffer flattens and slices it with the observations); components read only their space's keys.
+PRETRAINED_LOG_P = "pretrained_log_p"
+
+
 class MixturePolicy(ActorCriticPolicy):
     """``pi_w = w pi_pre + (1 - w) pi_on``: a frozen pretrained policy, an online learner and a learned weight.
 
@@ -265,10 +273,17 @@ class MixturePolicy(ActorCriticPolicy):
         self.pretrained.train(False)
         return self
 
+    def pretrained_log_probs(self, obs: PyTorchObs) -> tuple[torch.Tensor, PyTorchObs]:
+        """The frozen policy's (B, n) log-probabilities (stored with a rollout's observations, else computed) and
+        the observations without them (SB3's preprocessing rejects keys outside the space)."""
+        if isinstance(obs, dict) and PRETRAINED_LOG_P in obs:
+            return obs[PRETRAINED_LOG_P], {k: v for k, v in obs.items() if k != PRETRAINED_LOG_P}
+        with torch.no_grad():
+            return _log_probs(self.pretrained.get_distribution(obs)), obs
+
     def get_distribution(self, obs: PyTorchObs) -> Distribution:
         """The mixture's categorical distribution."""
-        with torch.no_grad():
-            log_pre = _log_probs(self.pretrained.get_distribution(obs))
+        log_pre, obs = self.pretrained_log_probs(obs)
         log_on = _log_probs(self.learner.get_distribution(obs))
         logits = mixture_log_probs(log_pre, log_on, *self.log_weights())
         return FastCategorical().proba_distribution(logits)
@@ -290,8 +305,7 @@ class MixturePolicy(ActorCriticPolicy):
         The surrogate's value is ``log pi_w(actions)``; its gradient is the gate's ``grad log pi_w`` plus the
         learner's ``rho grad log pi_on`` (see the module docstring).
         """
-        with torch.no_grad():
-            log_pre = _log_probs(self.pretrained.get_distribution(obs))
+        log_pre, obs = self.pretrained_log_probs(obs)
         log_on_all = _log_probs(self.learner.get_distribution(obs))
         log_w, log_1mw = self.log_weights()
         mixed = FastCategorical().proba_distribution(mixture_log_probs(log_pre, log_on_all, log_w, log_1mw))
@@ -320,6 +334,11 @@ class _Adaptive(OnPolicyAlgorithm):
                 group["lr"] = self.policy.gate_lr
 
     def train(self) -> None:
+        buffer = self.rollout_buffer
+        if isinstance(buffer, DictRolloutBuffer) and not buffer.generator_ready:  # a fresh rollout, not flattened
+            obs = {k: buffer.to_torch(v.reshape(-1, *v.shape[2:])) for k, v in buffer.observations.items()}
+            log_pre = self.policy.pretrained_log_probs(obs)[0].cpu().numpy()
+            buffer.observations[PRETRAINED_LOG_P] = log_pre.reshape(buffer.buffer_size, buffer.n_envs, -1)
         super().train()
         self.logger.record("train/ap_weight", self.policy.weight)
 

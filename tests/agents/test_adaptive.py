@@ -15,7 +15,7 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import MultiInputActorCriticPolicy
 from stable_baselines3.common.utils import set_random_seed
 
-from ialp.agents.adaptive import AdaptiveA2C, MixturePolicy, adaptive_mixture, load_adaptive
+from ialp.agents.adaptive import PRETRAINED_LOG_P, AdaptiveA2C, MixturePolicy, adaptive_mixture, load_adaptive
 from ialp.agents.policy import FastCategorical
 from ialp.envs import make_batched
 from ialp.envs.vector import BatchedRecEnv
@@ -233,3 +233,28 @@ def test_finetune_trains_online_at_the_rate_it_is_given() -> None:
     assert model.policy.optimizer.param_groups[0]["lr"] == 4e-3  # default: the rate the model was trained at
     finetune(model, env, steps, learning_rate=1e-3)
     assert model.policy.optimizer.param_groups[0]["lr"] == 1e-3
+
+
+def test_train_reads_the_frozen_policys_log_probs_stored_with_the_rollout() -> None:
+    """The frozen policy is evaluated once per rollout: the stored log-probabilities stay aligned with the
+    observations when SB3 flattens and shuffles the buffer, and ``evaluate_actions`` gives the same with them."""
+    pre = sb3("a2c", seed=1)
+    with torch.no_grad():
+        pre.policy.action_net.bias.copy_(torch.linspace(-3.0, 3.0, N_ITEMS))
+    mix = adaptive_mixture(pre, make_env(), "ppo", seed=0, init_weight=0.3, batch_size=32, n_epochs=2, **HP)
+    _, callback = mix._setup_learn(mix.n_steps * mix.n_envs, None)
+    assert mix.env is not None
+    mix.collect_rollouts(mix.env, callback, mix.rollout_buffer, mix.n_steps)
+    buffer = mix.rollout_buffer
+    mix.train()
+    assert buffer.generator_ready and PRETRAINED_LOG_P in buffer.observations
+    obs = {k: buffer.to_torch(v) for k, v in buffer.observations.items() if k != PRETRAINED_LOG_P}  # flattened
+    stored = buffer.to_torch(buffer.observations[PRETRAINED_LOG_P])
+    assert stored.shape == (mix.n_steps * mix.n_envs, N_ITEMS)
+    with torch.no_grad():
+        torch.testing.assert_close(stored.exp(), probs(mix.policy.pretrained.get_distribution(obs)))
+        actions = buffer.to_torch(buffer.actions).flatten()
+        with_stored = mix.policy.evaluate_actions({**obs, PRETRAINED_LOG_P: stored}, actions)
+        computed = mix.policy.evaluate_actions(obs, actions)
+    for a, b in zip(with_stored, computed, strict=True):
+        torch.testing.assert_close(a, b)
