@@ -95,19 +95,15 @@ class Cell:
         return [f"settings=[{self.setting}]", f"eval.seeds=[{self.seed}]", f"methods=[{', '.join(self.methods)}]"]
 
 
-def cells(cfg: ExperimentConfig, join_plain: bool = True) -> list[Cell]:
-    """The config's cells: (setting, seed, methods sharing a pretrained variant). Methods without a pretrained
-    policy join the first group that has one, so that a cell builds its world once for as many methods as it can;
-    with ``join_plain=False`` they form cells of their own, which need neither the LLM nor a reward model and can
-    run while the distillation does."""
+def cells(cfg: ExperimentConfig) -> list[Cell]:
+    """The config's cells: (setting, seed, methods sharing a pretrained variant); methods without a pretrained
+    policy join the first group that has one, so that a cell builds its world once for as many methods as it can."""
     by_variant: dict[str | None, list[str]] = {}
     for m in cfg.methods:
         by_variant.setdefault(METHODS[m].pretrained, []).append(m)
     plain = by_variant.pop(None, [])
-    groups = list(by_variant.values())
-    if not groups or not join_plain:
-        groups = ([plain] if plain else []) + groups
-    else:
+    groups = list(by_variant.values()) or [plain]
+    if by_variant:
         groups[0] = plain + groups[0]
     return [Cell(st, s, tuple(g)) for st in cfg.settings for s in cfg.eval.seeds for g in groups]
 

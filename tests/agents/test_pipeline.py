@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +10,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from ialp.config import load_config
-from ialp.experiment import METHODS, Pipeline, cells
+from ialp.experiment import METHODS, Pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 # candidates-top1 runs in the candidates tests, the d3rlpy baselines in tests/agents/test_offline_rl.py
@@ -111,33 +109,3 @@ def test_pipeline_world_is_built_by_the_env_factory(monkeypatch: pytest.MonkeyPa
                                  "methods=[random]"])
     info = build_world(cfg).info
     assert info["train_users"] + info["online_users"] + info["eval_users"] == 3  # the big matrix's 3 users, not 4
-
-
-def test_cells_keep_methods_without_a_pretrained_policy_apart_on_request() -> None:
-    cfg = load_config(REPO / "configs" / "synthetic.yaml", [
-        *TINY, "methods=[random, ialp, ppo-scratch, a-ialp-ft]", "eval.seeds=[0, 1]", "settings=[free]"])
-    assert [(c.seed, c.methods) for c in cells(cfg)] == [(s, ("random", "ppo-scratch", "ialp", "a-ialp-ft"))
-                                                         for s in (0, 1)]
-    assert [(c.seed, c.methods) for c in cells(cfg, join_plain=False)] == [
-        (s, g) for s in (0, 1) for g in (("random", "ppo-scratch"), ("ialp", "a-ialp-ft"))]
-
-
-def test_run_parallel_equals_the_sequential_run(tmp_path: Path) -> None:
-    """scripts/run_parallel.py (plain cells beside the distillation, then the pretrained ones) writes the results
-    of one sequential ``ialp run``."""
-    overrides = [*TINY, "methods=[random, ppo-scratch, ialp, a-ialp-ft]", "settings=[free]"]
-    sets = [a for kv in overrides for a in ("--set", kv)]
-    script, config = REPO / "scripts" / "run_parallel.py", REPO / "configs" / "synthetic.yaml"
-    done = subprocess.run([sys.executable, str(script), str(config), "--out", str(tmp_path / "parallel"), "--jobs", "2",
-                           *sets], capture_output=True, text=True, cwd=REPO)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "shared stages: done" in done.stdout
-    Pipeline(load_config(REPO / "configs" / "synthetic.yaml", overrides), tmp_path / "sequential", progress=False).run()
-
-    def rows(folder: Path) -> list[dict[str, str]]:
-        with open(folder / "results.csv") as f:
-            return list(csv.DictReader(f))
-
-    parallel, sequential = rows(tmp_path / "parallel"), rows(tmp_path / "sequential")
-    assert [r["method"] for r in parallel] == ["random"] * 2 + ["ppo-scratch"] * 2 + ["ialp"] * 2 + ["a-ialp-ft"] * 2
-    assert parallel == sequential
