@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -109,3 +111,23 @@ def test_pipeline_world_is_built_by_the_env_factory(monkeypatch: pytest.MonkeyPa
                                  "methods=[random]"])
     info = build_world(cfg).info
     assert info["train_users"] + info["online_users"] + info["eval_users"] == 3  # the big matrix's 3 users, not 4
+
+
+def test_run_parallel_equals_the_sequential_run(tmp_path: Path) -> None:
+    """scripts/run_parallel.py (shared stages once, then one process per cell) writes the results of one sequential
+    ``ialp run``."""
+    overrides = [*TINY, "methods=[random, ppo-scratch, ialp, a-ialp-ft]", "settings=[free]"]
+    sets = [a for kv in overrides for a in ("--set", kv)]
+    script, config = REPO / "scripts" / "run_parallel.py", REPO / "configs" / "synthetic.yaml"
+    done = subprocess.run([sys.executable, str(script), str(config), "--out", str(tmp_path / "parallel"), "--jobs", "2",
+                           *sets], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    Pipeline(load_config(config, overrides), tmp_path / "sequential", progress=False).run()
+
+    def rows(folder: Path) -> list[dict[str, str]]:
+        with open(folder / "results.csv") as f:
+            return list(csv.DictReader(f))
+
+    parallel, sequential = rows(tmp_path / "parallel"), rows(tmp_path / "sequential")
+    assert [r["method"] for r in parallel] == ["random"] * 2 + ["ppo-scratch"] * 2 + ["ialp"] * 2 + ["a-ialp-ft"] * 2
+    assert parallel == sequential
