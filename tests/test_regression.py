@@ -2,8 +2,9 @@
 
 The fixture (``tests/fixtures/regression/results.csv``) was written by ``ialp run`` on the code before the
 typed-config refactor (commit cedc974; the ``a-ialp-ap`` rows rewritten when ap's learner moved to truncated
-importance weights, and again when ap's mixture began sampling through ``FastCategorical``), with ``OMP_NUM_THREADS=1``; rerun the same command to regenerate it
-only when a change of results is intended (and say so in the commit).
+importance weights, and again when ap's mixture began sampling through ``FastCategorical``), with
+``OMP_NUM_THREADS=1``; rerun the same command to regenerate it only when a change of results is intended (and say
+so in the commit).
 """
 
 from __future__ import annotations
